@@ -1,0 +1,58 @@
+# Entry points. `make demo` and `make test` work from a fresh clone on a
+# Debian machine with root: they install what they need themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+BIN := $(VENV)/bin
+DISTROS ?= bookworm
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv host images lint unit molecule test demo demo-destroy clean
+
+help:
+	@echo "make demo    - deploy the stack into a local systemd container and print its URL"
+	@echo "make test    - lint, unit tests, every molecule scenario (what CI runs)"
+	@echo "make lint | unit | molecule [SCENARIOS='default firewall_ufw'] | demo-destroy"
+
+$(VENV)/.stamp: requirements.txt
+	rm -rf $(VENV)
+	"$$(scripts/find-python)" -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+host:
+	scripts/host-deps
+
+images: host
+	molecule/images/build $(DISTROS)
+
+lint: venv
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production --strict .
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+molecule: venv images
+	@set -e; for s in $(SCENARIOS); do \
+	  echo "=== molecule scenario $$s ==="; \
+	  start=$$(date +%s); \
+	  $(BIN)/molecule test -s $$s; \
+	  echo "=== scenario $$s passed in $$(( $$(date +%s) - start ))s ==="; \
+	done
+
+test: lint unit molecule
+
+demo: venv images
+	scripts/demo
+
+demo-destroy:
+	-docker rm -f cosyvoice-demo
+
+clean: demo-destroy
+	rm -rf $(VENV) .cache
