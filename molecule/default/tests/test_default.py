@@ -1,6 +1,96 @@
-"""Testinfra checks for the default scenario: the host as site.yml leaves it."""
+"""The default scenario: site.yml on a Debian host, `direct` exposure with login, espeak engine.
+
+Everything that says "from the controller" runs here, on the controller, against the
+container's bridge address — the path a user's browser takes.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.lib.gradio_api import Client, synthesize, wav_stats  # noqa: E402
+from tests.lib.targets import container_ip, systemd_exposure, tcp_open  # noqa: E402
+
+PORT = 7860
+LOGIN = ("alice", "molecule-test-password")
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def test_host_is_managed(host):
-    assert host.system_info.distribution == "debian"
-    assert host.service("systemd-journald").is_running
+@pytest.fixture(scope="module")
+def base_url(host) -> str:
+    return f"http://{container_ip(host)}:{PORT}/"
+
+
+def test_unit_active_enabled_and_unprivileged(host):
+    svc = host.service("cosyvoice")
+    assert svc.is_running
+    assert svc.is_enabled
+    pid = host.check_output("systemctl show -p MainPID --value cosyvoice")
+    assert host.check_output(f"ps -o user= -p {pid}").strip() == "cosyvoice"
+
+
+def test_listens_on_all_interfaces(host):
+    listeners = host.check_output("ss -H -tlnp 'sport = :%d'" % PORT)
+    assert "0.0.0.0:7860" in listeners, listeners
+    assert "python" in listeners, "the port is held by the launcher, not another process"
+
+
+def test_health_and_ui_answer_from_the_controller(base_url):
+    with NO_PROXY.open(base_url + "healthz", timeout=10) as resp:
+        assert resp.status == 200
+        assert b'"engine":"espeak"' in resp.read()
+    with NO_PROXY.open(base_url, timeout=10) as resp:  # the login page
+        assert resp.status == 200
+        assert b"gradio" in resp.read().lower()
+
+
+def test_unauthenticated_api_call_is_refused(base_url):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        Client(base_url).call("synthesize", "no login", "sft", "", "", None, "", 0, 1.0)
+    assert err.value.code == 401
+
+
+def test_wrong_password_is_refused(base_url):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        Client(base_url, login=("alice", "wrong-password"))
+    assert err.value.code in (400, 401)
+
+
+def test_authenticated_synthesis_returns_real_audio(base_url):
+    wav = synthesize(base_url, "The service is reachable from the controller.", login=LOGIN)
+    rate, seconds, peak = wav_stats(wav)
+    assert rate == 22050
+    assert seconds > 1.0
+    assert peak > 1000, "audio is silent"
+
+
+def test_secrets_file_is_private(host):
+    f = host.file("/etc/cosyvoice/auth.json")
+    assert f.user == "cosyvoice"
+    assert f.mode == 0o600
+    assert "molecule-test-password" not in host.check_output("systemctl cat cosyvoice")
+    assert "molecule-test-password" not in host.check_output("ps -eo args")
+
+
+def test_unit_is_hardened(host):
+    exposure = systemd_exposure(host, "cosyvoice")
+    print(f"systemd-analyze security cosyvoice: {exposure}")
+    assert exposure <= 2.5
+
+
+def test_code_is_not_writable_by_the_service(host):
+    for path in ("/opt/cosyvoice/src", "/opt/cosyvoice/venv", "/opt/cosyvoice/launcher"):
+        assert host.file(path).user == "root"
+    assert host.run("runuser -u cosyvoice -- touch /opt/cosyvoice/launcher/x").rc != 0
+
+
+def test_only_the_app_port_is_open(host):
+    ip = container_ip(host)
+    assert tcp_open(ip, PORT)
+    assert not tcp_open(ip, 7861, timeout=1)

@@ -1,0 +1,101 @@
+"""The Gradio WebUI and HTTP surface (imports Gradio, FastAPI and uvicorn)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from typing import Any
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from .config import Config, join_path
+from .engines import MODES, Engine, Request, SynthesisError, check_request
+
+log = logging.getLogger("cosyvoice_launcher")
+
+
+def build_blocks(cfg: Config, engine: Engine) -> gr.Blocks:
+    speakers = engine.speakers()
+    mode_choices = [(label, key) for key, label in MODES.items()]
+    out_dir = tempfile.mkdtemp(prefix="cosyvoice-out-")
+
+    def synthesize(text: str, mode: str, speaker: str, prompt_text: str, prompt_wav: str | None,
+                   instruct_text: str, seed: float, speed: float) -> str:
+        req = Request(text=text or "", mode=mode, speaker=speaker or "", prompt_text=prompt_text or "",
+                      prompt_wav=prompt_wav, instruct_text=instruct_text or "", seed=int(seed or 0),
+                      speed=float(speed or 1.0))
+        started = time.monotonic()
+        try:
+            check_request(req, cfg.max_text_length)
+            audio = engine.synthesize(req)
+        except SynthesisError as exc:
+            raise gr.Error(str(exc)) from None
+        fd, path = tempfile.mkstemp(suffix=".wav", dir=out_dir)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(audio.to_wav())
+        log.info("synthesised %.1f s of audio (mode %s, %d chars) in %.2f s",
+                 audio.seconds, req.mode, len(req.text), time.monotonic() - started)
+        return path
+
+    with gr.Blocks(title=cfg.title, analytics_enabled=False) as blocks:
+        gr.Markdown(f"## {cfg.title}\nEngine: **{engine.name}** · sample rate {engine.sample_rate} Hz")
+        text = gr.Textbox(label="Text to synthesise (输入合成文本)", lines=3,
+                          value="Hello! This voice comes from your own server.")
+        with gr.Row():
+            mode = gr.Radio(choices=mode_choices, value="sft", label="Mode (推理模式)")
+            speaker = gr.Dropdown(choices=speakers, value=speakers[0], allow_custom_value=True,
+                                  label="Voice (预训练音色)")
+            speed = gr.Slider(0.5, 2.0, value=1.0, step=0.1, label="Speed (速度)")
+            seed = gr.Number(value=0, precision=0, label="Seed (随机种子)")
+        with gr.Row():
+            prompt_wav = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                  label="Prompt audio, ≥16 kHz, ≤30 s (prompt音频)")
+            with gr.Column():
+                prompt_text = gr.Textbox(label="Prompt text: what the prompt audio says (prompt文本)")
+                instruct_text = gr.Textbox(label="Instruction (instruct文本)")
+        button = gr.Button("Generate (生成音频)", variant="primary")
+        output = gr.Audio(label="Result (合成音频)", type="filepath", autoplay=False)
+        button.click(synthesize, inputs=[text, mode, speaker, prompt_text, prompt_wav, instruct_text, seed, speed],
+                     outputs=output, api_name="synthesize")
+    blocks.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.concurrency_limit)
+    return blocks
+
+
+def build_app(cfg: Config, engine: Engine) -> FastAPI:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    health: dict[str, Any] = {"status": "ok", "engine": engine.name, "sample_rate": engine.sample_rate,
+                              "root_path": cfg.root_path}
+
+    async def healthz() -> JSONResponse:
+        # Answered without login: the watchdog and the verify role use it. It is
+        # only reachable once the engine is loaded (the socket opens after that).
+        return JSONResponse(health)
+
+    for path in {"/healthz", cfg.health_path}:
+        app.add_api_route(path, healthz, methods=["GET", "HEAD"], include_in_schema=False)
+    return gr.mount_gradio_app(
+        app,
+        build_blocks(cfg, engine),
+        path="" if cfg.root_path == "/" else cfg.root_path,
+        # Gradio 5.4 builds wrong file URLs (".../grad/gradio_api/file=") without an explicit root_path.
+        root_path=cfg.root_path,
+        auth=list(cfg.auth) or None,
+        auth_message="CosyVoice3: please log in" if cfg.auth else None,
+        ssr_mode=False,
+        show_error=True,
+        max_file_size="20mb",
+    )
+
+
+def serve(cfg: Config, engine: Engine, sock: Any, on_ready: Any) -> None:
+    app = build_app(cfg, engine)
+    config = uvicorn.Config(app, log_level="info", proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+                            timeout_keep_alive=30, access_log=False)
+    server = uvicorn.Server(config)
+    on_ready(f"http://{cfg.host}:{cfg.port}{join_path(cfg.root_path, '')}")
+    server.run(sockets=[sock])

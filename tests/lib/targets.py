@@ -1,0 +1,82 @@
+"""Helpers for testinfra tests that look at a molecule container from the controller."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def container_ip(host) -> str:  # type: ignore[no-untyped-def]
+    """The target's address on the docker bridge (what users of the demo reach)."""
+    out = host.check_output("ip -4 -o addr show scope global")
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            return parts[parts.index("inet") + 1].split("/")[0]
+    raise AssertionError(f"no global IPv4 address on the target: {out!r}")
+
+
+def tcp_open(ip: str, port: int, timeout: float = 2.0) -> bool:
+    """True when a TCP connection from the controller succeeds (False on refuse, drop or timeout)."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def molecule_inventory() -> str:
+    """The inventory molecule generated for the running scenario."""
+    path = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if path and Path(path).exists():
+        return path
+    eph = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    if eph and (Path(eph) / "inventory").exists():
+        return str(Path(eph) / "inventory")
+    raise AssertionError("run this test through molecule (MOLECULE_INVENTORY_FILE is not set)")
+
+
+def ansible_playbook(*args: str, check: bool = False, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook from the controller venv against the scenario's hosts."""
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", molecule_inventory(), *args]
+    proc = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP counters per host: {'cv-default': {'ok': 40, 'changed': 0, ...}}."""
+    result: dict[str, dict[str, int]] = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if in_recap and ":" in line and "=" in line:
+            name, counters = line.split(":", 1)
+            result[name.strip()] = {k: int(v) for k, v in (c.split("=") for c in counters.split())}
+    return result
+
+
+def systemd_exposure(host, unit: str) -> float:  # type: ignore[no-untyped-def]
+    """The overall exposure figure of `systemd-analyze security UNIT` (0 = best, 10 = worst)."""
+    out = host.check_output(f"systemd-analyze security --no-pager {unit}")
+    for line in out.splitlines():
+        if "Overall exposure level" in line:
+            return float(line.split(":", 1)[1].split()[0])
+    raise AssertionError(f"no exposure figure in: {out[-500:]}")
+
+
+def load_json(path: str | os.PathLike[str]) -> object:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

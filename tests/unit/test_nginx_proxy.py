@@ -1,0 +1,134 @@
+"""Unit tests for filter_plugins/nginx_proxy.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+_PLUGIN = Path(__file__).resolve().parents[2] / "filter_plugins" / "nginx_proxy.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("nginx_proxy_filters", _PLUGIN)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+np = _load()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("tts.example.com", "dns"),
+        ("cv-proxy", "dns"),
+        ("localhost", "dns"),
+        ("*.example.com", "wildcard"),
+        ("203.0.113.7", "ip"),
+        ("2001:db8::1", "ip"),
+        ("*", None),
+        ("*.com.", None),
+        ("foo.*.example.com", None),
+        ("-bad.example.com", None),
+        ("bad-.example.com", None),
+        ("under_score.example.com", None),
+        ("two words", None),
+        ("a" * 64 + ".example.com", None),
+        ("", None),
+        (None, None),
+        (7, None),
+    ],
+)
+def test_server_name_kind(name: object, kind: str | None) -> None:
+    assert np.server_name_kind(name) == kind
+
+
+def test_server_name_problems_ok() -> None:
+    assert np.server_name_problems(["172.17.0.2", "cv-proxy", "*.example.com"]) == []
+
+
+@pytest.mark.parametrize("names", [[], None, "tts.example.com", {}])
+def test_server_name_problems_not_a_list(names: object) -> None:
+    (problem,) = np.server_name_problems(names)
+    assert "nginx_proxy_server_names must be a non-empty list" in problem
+
+
+def test_server_name_problems_names_the_bad_entry() -> None:
+    (problem,) = np.server_name_problems(["ok.example.com", "bad name"])
+    assert "'bad name'" in problem and "nginx_proxy_server_names" in problem
+
+
+def test_subject_alt_names() -> None:
+    assert np.subject_alt_names(["203.0.113.7", "TTS.example.com", "2001:0db8::0001", "tts.example.com"]) == [
+        "IP:203.0.113.7",
+        "DNS:tts.example.com",
+        "IP:2001:db8::1",
+    ]
+
+
+def test_subject_alt_names_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="not a host name"):
+        np.subject_alt_names(["ok", "no/slash"])
+
+
+def test_acme_domains_keeps_dns_names_only() -> None:
+    assert np.acme_domains(["203.0.113.7", "tts.example.com", "*.example.com", "cv"]) == ["tts.example.com", "cv"]
+    assert np.acme_domains(None) == []
+
+
+def test_acme_domain_problems() -> None:
+    assert np.acme_domain_problems(["tts.example.com"]) == []
+    assert "is empty" in np.acme_domain_problems([])[0]
+    problems = np.acme_domain_problems(["203.0.113.7", "*.example.com"])
+    assert len(problems) == 2 and all("http-01" in p for p in problems)
+
+
+def test_auth_problems_ok() -> None:
+    assert np.auth_problems([{"name": "alice", "password": "s3cret"}, {"name": "bob", "password": "x"}]) == []
+    assert np.auth_problems([]) == []
+
+
+@pytest.mark.parametrize(
+    ("users", "expected"),
+    [
+        ("alice", "must be a list"),
+        (["alice"], "[0] must be a mapping"),
+        ([{"name": "a:b", "password": "p"}], "without ':'"),
+        ([{"name": "", "password": "p"}], "without ':'"),
+        ([{"password": "p"}], "without ':'"),
+        ([{"name": "alice", "password": ""}], "(alice): password is empty"),
+        ([{"name": "alice"}], "password is empty"),
+        ([{"name": "alice", "password": "a\nb"}], "line break"),
+        ([{"name": "a", "password": "p"}, {"name": "a", "password": "q"}], "duplicate"),
+        ([{"name": "a", "password": "p", "pass": "x"}], "unknown keys pass"),
+    ],
+)
+def test_auth_problems(users: object, expected: str) -> None:
+    problems = np.auth_problems(users)
+    assert any(expected in p for p in problems), problems
+
+
+def test_auth_problems_never_echo_a_password() -> None:
+    secret = "hunter2-very-secret"
+    users = [{"name": "bad name", "password": secret}, {"name": "ok", "password": secret + "\n"}]
+    problems = np.auth_problems(users)
+    assert len(problems) == 2
+    assert all(secret not in p for p in problems)
+
+
+def test_filter_module_exports() -> None:
+    filters = np.FilterModule().filters()
+    assert set(filters) == {
+        "nginx_proxy_server_name_problems",
+        "nginx_proxy_acme_domain_problems",
+        "nginx_proxy_acme_domains",
+        "nginx_proxy_subject_alt_names",
+        "nginx_proxy_auth_problems",
+    }
