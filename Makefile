@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 DISTROS ?= bookworm
-SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+SCENARIOS ?= $(filter-out demo,$(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))))
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -52,7 +52,8 @@ demo: venv images
 	scripts/demo
 
 demo-destroy:
-	-docker rm -f cosyvoice-demo
+	-.venv/bin/molecule destroy -s demo
+	rm -f inventory/local-demo.yml
 
 clean: demo-destroy
 	rm -rf $(VENV) .cache
