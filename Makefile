@@ -15,6 +15,7 @@ help:
 	@echo "make demo    - deploy the stack into a local systemd container and print its URL"
 	@echo "make test    - lint, unit tests, every molecule scenario (what CI runs)"
 	@echo "make lint | unit | molecule [SCENARIOS='default firewall_ufw'] | demo-destroy"
+	@echo "scenarios: $(SCENARIOS)"
 
 $(VENV)/.stamp: requirements.txt
 	rm -rf $(VENV)
@@ -35,8 +36,10 @@ lint: venv
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production --strict .
 
+# Unit tests (filters, launcher, watchdog) and the AWS role against moto_server
+# on 127.0.0.1 (tests/aws); no containers needed.
 unit: venv
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit tests/aws
 
 molecule: venv images
 	@set -e; for s in $(SCENARIOS); do \

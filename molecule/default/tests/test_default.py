@@ -7,6 +7,7 @@ container's bridge address — the path a user's browser takes.
 from __future__ import annotations
 
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -94,3 +95,44 @@ def test_only_the_app_port_is_open(host):
     ip = container_ip(host)
     assert tcp_open(ip, PORT)
     assert not tcp_open(ip, 7861, timeout=1)
+
+
+def _main_pid(host) -> int:
+    return int(host.check_output("systemctl show -p MainPID --value cosyvoice"))
+
+
+def _wait_until_serving(url: str, old_pid: int, host, limit: float) -> float:
+    """Seconds until the health endpoint answers from the controller, served by a new process."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        try:
+            with NO_PROXY.open(url, timeout=1) as resp:
+                if resp.status == 200 and _main_pid(host) not in (0, old_pid):
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"not serving again within {limit} s")
+
+
+def test_kill_9_is_recovered_within_15_s(host, base_url):
+    pid = _main_pid(host)
+    host.check_output(f"kill -9 {pid}")
+    took = _wait_until_serving(base_url + "healthz", pid, host, limit=30)
+    print(f"kill -9 -> serving again from the controller after {took:.1f} s")
+    assert took <= 15
+
+
+def test_hung_process_is_restarted_by_the_watchdog(host, base_url):
+    # watchdog: probe every 5 s, 2 s timeout, restart after 2 failures (molecule.yml)
+    pid = _main_pid(host)
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    host.check_output(f"kill -STOP {pid}")
+    try:
+        took = _wait_until_serving(base_url + "healthz", pid, host, limit=60)
+    finally:
+        host.run(f"kill -CONT {pid}")
+    print(f"SIGSTOP -> watchdog restart -> serving again after {took:.1f} s")
+    log = host.check_output(f"journalctl -t cosyvoice-watchdog --since '{since}' --no-pager")
+    assert "restarting cosyvoice.service: health check failed 2 times in a row" in log
+    assert took <= 5 * 2 + 2 * 2 + 15
