@@ -63,7 +63,9 @@ def _lines(text: Any) -> list[str]:
     if isinstance(text, (list, tuple)):
         text = "\n".join(str(item) for item in text)
     if not isinstance(text, str):
-        raise NvidiaFilterError(f"expected command output (a string or a list of lines), got {type(text).__name__}")
+        raise NvidiaFilterError(
+            f"expected command output (a string or a list of lines), got {type(text).__name__}"
+        )
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -103,7 +105,8 @@ def nvidia_pci_devices(text: Any, gpus_only: bool = True) -> list[dict[str, Any]
             "vendor_id": NVIDIA_VENDOR_ID,
             "device_id": fields["device_id"].lower(),
             "class_id": class_id,
-            "class_name": (fields.get("class_name") or "").strip() or _PCI_CLASS_NAMES.get(class_id, ""),
+            "class_name": (fields.get("class_name") or "").strip()
+            or _PCI_CLASS_NAMES.get(class_id, ""),
             "name": name,
             "is_gpu": is_gpu,
         }
@@ -151,11 +154,20 @@ _SMI_KEYS: dict[str, tuple[str, str]] = {
     "compute_cap": ("compute_cap", "str"),
     "mig.mode.current": ("mig_mode_current", "bool"),
 }
-_SMI_NOT_AVAILABLE = {"[n/a]", "n/a", "[not supported]", "[unknown error]", "[insufficient permissions]", ""}
+_SMI_NOT_AVAILABLE = {
+    "[n/a]",
+    "n/a",
+    "[not supported]",
+    "[unknown error]",
+    "[insufficient permissions]",
+    "",
+}
 
 
 def _smi_key(field: str) -> tuple[str, str]:
-    return _SMI_KEYS.get(field, (re.sub(r"[^0-9a-zA-Z]+", "_", field).strip("_").lower(), "str"))
+    return _SMI_KEYS.get(
+        field, (re.sub(r"[^0-9a-zA-Z]+", "_", field).strip("_").lower(), "str")
+    )
 
 
 def _smi_value(raw: str, kind: str) -> Any:
@@ -208,13 +220,19 @@ _SMI_ERRORS: tuple[tuple[re.Pattern[str], str, bool, str], ...] = (
         "(open kernel modules need Turing or newer) and dmesg | grep -i nvrm",
     ),
     (
-        re.compile(r"GPU is lost|fallen off the bus|Unable to determine the device handle", re.IGNORECASE),
+        re.compile(
+            r"GPU is lost|fallen off the bus|Unable to determine the device handle",
+            re.IGNORECASE,
+        ),
         "gpu_lost",
         True,
         "a GPU has fallen off the bus (Xid 79 / 'GPU is lost'): power-cycle or reboot the host and check dmesg",
     ),
     (
-        re.compile(r"Failed to initialize NVML: (Unknown Error|Insufficient Permissions)", re.IGNORECASE),
+        re.compile(
+            r"Failed to initialize NVML: (Unknown Error|Insufficient Permissions)",
+            re.IGNORECASE,
+        ),
         "nvml_init",
         False,
         "NVML could not be initialized (device nodes /dev/nvidia* missing or not accessible)",
@@ -245,7 +263,12 @@ def nvidia_smi_error(text: Any) -> dict[str, Any] | None:
     joined = "\n".join(lines)
     for pattern, kind, reboot, message in _SMI_ERRORS:
         if pattern.search(joined):
-            return {"kind": kind, "reboot_required": reboot, "message": message, "output": joined}
+            return {
+                "kind": kind,
+                "reboot_required": reboot,
+                "message": message,
+                "output": joined,
+            }
     return None
 
 
@@ -268,24 +291,35 @@ def nvidia_smi_parse(text: Any, fields: Iterable[str] | None = None) -> dict[str
     errors: list[str] = []
     for line in _lines(text):
         row = next(csv.reader([line], skipinitialspace=True))
-        if len(row) != len(names) or (names[0] == "index" and not row[0].strip().isdigit()):
+        if len(row) != len(names) or (
+            names[0] == "index" and not row[0].strip().isdigit()
+        ):
             errors.append(line)
             continue
         gpus.append({key: _smi_value(raw, kind) for (key, kind), raw in zip(keys, row)})
     if "index" in names:
         gpus.sort(key=lambda gpu: (gpu.get("index") is None, gpu.get("index")))
-    return {"gpus": gpus, "errors": errors, "error": nvidia_smi_error(errors) if errors else None}
+    return {
+        "gpus": gpus,
+        "errors": errors,
+        "error": nvidia_smi_error(errors) if errors else None,
+    }
 
 
-def nvidia_smi_gpus(text: Any, fields: Iterable[str] | None = None) -> list[dict[str, Any]]:
+def nvidia_smi_gpus(
+    text: Any, fields: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
     """The GPU list of nvidia_smi_parse(); fails when the output holds no GPU row
     but an error (so a broken driver is never mistaken for 'zero GPUs')."""
     parsed = nvidia_smi_parse(text, fields)
     if not parsed["gpus"] and parsed["errors"]:
         error = parsed["error"]
         reason = error["message"] if error else "unrecognised output"
-        raise NvidiaFilterError(f"nvidia-smi reported no GPU: {reason}. Output: {' | '.join(parsed['errors'])[:500]}")
-    return parsed["gpus"]
+        raise NvidiaFilterError(
+            f"nvidia-smi reported no GPU: {reason}. Output: {' | '.join(parsed['errors'])[:500]}"
+        )
+    gpus: list[dict[str, Any]] = parsed["gpus"]
+    return gpus
 
 
 _APT_POLICY_PACKAGE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9+.\-]*)(?::[a-z0-9]+)?:$")
@@ -321,12 +355,15 @@ def nvidia_kernel_flavour(kernel: Any) -> str:
     has no flavour suffix (custom kernels, RHEL's 5.14.0-427.13.1.el9_4.x86_64).
     """
     match = re.match(
-        r"^\d+\.\d+(?:\.\d+)?(?:-\d+(?:\.\d+)*|\+[a-z0-9]+)-(?P<flavour>[a-z][a-z0-9.\-]*)$", str(kernel or "")
+        r"^\d+\.\d+(?:\.\d+)?(?:-\d+(?:\.\d+)*|\+[a-z0-9]+)-(?P<flavour>[a-z][a-z0-9.\-]*)$",
+        str(kernel or ""),
     )
     return match.group("flavour") if match else ""
 
 
-_PROC_VERSION = re.compile(r"Kernel Module(?: for [^\s]+)?\s+(?P<version>\d+\.\d+(?:\.\d+)?)")
+_PROC_VERSION = re.compile(
+    r"Kernel Module(?: for [^\s]+)?\s+(?P<version>\d+\.\d+(?:\.\d+)?)"
+)
 
 
 def nvidia_proc_version(text: Any) -> str | None:
@@ -346,7 +383,11 @@ def nvidia_secure_boot_state(text: Any) -> str:
         return "enabled"
     if "secureboot disabled" in joined:
         return "disabled"
-    if "doesn't support secure boot" in joined or "efi variables are not supported" in joined or "not booted with efi" in joined:
+    if (
+        "doesn't support secure boot" in joined
+        or "efi variables are not supported" in joined
+        or "not booted with efi" in joined
+    ):
         return "unsupported"
     return "unknown"
 

@@ -185,7 +185,11 @@ class Runner:
             else:
                 base[key] = value
         path = self.tmp_path / "inventory.yml"
-        path.write_text(yaml.safe_dump({"all": {"children": {"gpu_servers": {"hosts": {"gpu1": base}}}}}))
+        # An explicit localhost whose own interpreter lacks boto3 (a common inventory entry):
+        # the role must still run the AWS modules with the controller's Python.
+        localhost = {"ansible_connection": "local", "ansible_python_interpreter": "/nonexistent/python3"}
+        inventory = {"all": {"hosts": {"localhost": localhost}, "children": {"gpu_servers": {"hosts": {"gpu1": base}}}}}
+        path.write_text(yaml.safe_dump(inventory))
         return path
 
     def run(

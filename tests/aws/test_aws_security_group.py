@@ -40,11 +40,20 @@ def _assert_untouched(world: World, groups_before: int) -> None:
     }
 
 
-def test_creates_group_attaches_it_and_is_idempotent(runner: Runner, world: World) -> None:
+def test_lifecycle_check_mode_apply_idempotence_drift_and_port_change(runner: Runner, world: World) -> None:
+    """One instance through its life; one test so the expensive apply runs are shared."""
+    before = world.group_count()
+
+    # --check on a fresh instance reports the change and makes none.
+    result = runner.apply(ansible_host=world.private_ip, args=("--check", "--diff"))
+    assert result.rc == 0, result.output
+    assert result.host()["changed"] == 1, result.output  # the group it would create
+    _assert_untouched(world, before)
+
+    # Apply: group with exactly the public ports, attached next to the existing group.
     result = runner.apply(ansible_host=world.private_ip)
     assert result.rc == 0, result.output
-    assert result.host()["changed"] == 2  # group created, interface updated
-
+    assert result.host()["changed"] == 2, result.output  # group created, interface updated
     group = world.group()
     assert group is not None
     assert group["VpcId"] == world.vpc_id
@@ -52,51 +61,51 @@ def test_creates_group_attaches_it_and_is_idempotent(runner: Runner, world: Worl
     tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}
     assert tags["Name"] == "cosyvoice-tts"
     assert tags["managed-by"] == "ansible/cloud_security_group"
-    # Attached next to the instance's previous group, which is untouched.
     assert world.eni_groups() == {world.existing_sg, group["GroupId"]}
-    assert ingress(world.ec2.describe_security_groups(GroupIds=[world.existing_sg])["SecurityGroups"][0]) == {
-        ("tcp", 22, 22, "0.0.0.0/0")
+    existing = world.ec2.describe_security_groups(GroupIds=[world.existing_sg])["SecurityGroups"][0]
+    assert ingress(existing) == {("tcp", 22, 22, "0.0.0.0/0")}
+
+    # Rerun: nothing to do.
+    result = runner.apply(ansible_host=world.private_ip)
+    assert result.rc == 0, result.output
+    assert result.host()["changed"] == 0, result.output
+
+    # The verify role's check (same lookup, here by the public address) reports ok.
+    _, check = runner.check(ansible_host=world.public_ip)
+    groups = check.pop("groups")
+    assert sorted(groups, key=lambda g: g["name"]) == [
+        {"id": group["GroupId"], "name": "cosyvoice-tts"},
+        {"id": world.existing_sg, "name": "existing"},
+    ]
+    assert check == {
+        "provider": "aws",
+        "instance_id": world.instance_id,
+        "managed_group_attached": True,
+        "missing": [],
+        "ok": True,
+        "skipped": False,
     }
 
-    again = runner.apply(ansible_host=world.private_ip)
-    assert again.rc == 0, again.output
-    assert again.host()["changed"] == 0, again.output
-
-    # The verify role's check: same lookup (here by the public address), reports ok.
-    _, check = runner.check(ansible_host=world.public_ip)
-    assert check["provider"] == "aws"
-    assert check["instance_id"] == world.instance_id
-    assert check["ok"] is True
-    assert check["missing"] == []
-    assert check["skipped"] is False
-    assert check["managed_group_attached"] is True
-    assert {g["id"] for g in check["groups"]} == {world.existing_sg, group["GroupId"]}
-
-
-def test_revoked_rule_is_reported_by_check_and_restored(runner: Runner, world: World) -> None:
-    assert runner.apply(ansible_host=world.private_ip).rc == 0
-    group = world.group()
-    assert group is not None
+    # A rule revoked by hand: --check reports it and does not restore it ...
     world.ec2.revoke_security_group_ingress(
         GroupId=group["GroupId"],
         IpPermissions=[{"IpProtocol": "tcp", "FromPort": 7860, "ToPort": 7860, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
     )
-
-    _, check = runner.check(ansible_host=world.private_ip)
+    result = runner.apply(ansible_host=world.private_ip, args=("--check", "--diff"))
+    assert result.rc == 0, result.output
+    assert result.host()["changed"] == 1, result.output
+    assert ingress(world.group() or {}) == {("tcp", 7860, 7860, "::/0")}
+    # ... the check entry point (also under --check, as verify may run) names it ...
+    _, check = runner.check(ansible_host=world.private_ip, args=("--check",))
     assert check["ok"] is False
     assert check["missing"] == [{"port": 7860, "proto": "tcp", "cidr": "0.0.0.0/0"}]
-
+    # ... and a real run restores it.
     result = runner.apply(ansible_host=world.private_ip)
     assert result.rc == 0, result.output
-    assert result.host()["changed"] == 1
+    assert result.host()["changed"] == 1, result.output
     assert ingress(world.group() or {}) == {("tcp", 7860, 7860, "0.0.0.0/0"), ("tcp", 7860, 7860, "::/0")}
-    _, check = runner.check(ansible_host=world.private_ip)
-    assert check["ok"] is True
 
-
-def test_port_change_removes_the_old_rules(runner: Runner, world: World) -> None:
-    assert runner.apply(ansible_host=world.private_ip).rc == 0
-    # Switch to proxy mode, for one office network and no IPv6.
+    # Ports changed (proxy mode, one office network, no IPv6): the old rules are gone.
     result = runner.apply(
         ports=PROXY_PORTS,
         ansible_host=world.private_ip,
@@ -105,31 +114,8 @@ def test_port_change_removes_the_old_rules(runner: Runner, world: World) -> None
     )
     assert result.rc == 0, result.output
     assert ingress(world.group() or {}) == {("tcp", 80, 80, "198.51.100.0/24"), ("tcp", 443, 443, "198.51.100.0/24")}
-    assert world.eni_groups() == {world.existing_sg, (world.group() or {})["GroupId"]}
-
-
-def test_check_mode_changes_nothing(runner: Runner, world: World) -> None:
-    before = world.group_count()
-    result = runner.apply(ansible_host=world.private_ip, args=("--check", "--diff"))
-    assert result.rc == 0, result.output
-    assert result.host()["changed"] >= 1  # reports the group it would create
-    _assert_untouched(world, before)
-
-    # With the group in place but a rule revoked, --check reports and does not restore it.
-    assert runner.apply(ansible_host=world.private_ip).rc == 0
-    group = world.group()
-    assert group is not None
-    world.ec2.revoke_security_group_ingress(
-        GroupId=group["GroupId"],
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 7860, "ToPort": 7860, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}],
-    )
-    result = runner.apply(ansible_host=world.private_ip, args=("--check",))
-    assert result.rc == 0, result.output
-    assert result.host()["changed"] == 1
-    assert ingress(world.group() or {}) == {("tcp", 7860, 7860, "0.0.0.0/0")}
-    # The check entry point works in check mode too (verify runs under --check).
-    _, check = runner.check(ansible_host=world.private_ip, args=("--check",))
-    assert check["missing"] == [{"port": 7860, "proto": "tcp", "cidr": "::/0"}]
+    assert world.eni_groups() == {world.existing_sg, group["GroupId"]}
+    assert world.group_count() == before + 1
 
 
 def test_unknown_instance_fails_before_any_change(runner: Runner, world: World) -> None:
