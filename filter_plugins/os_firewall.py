@@ -272,14 +272,28 @@ def ufw_stale(tuples: list[dict[str, Any]], desired: list[dict[str, Any]], label
         if not item["comment"].startswith(label):
             continue
         # Only the shape of rule this role makes: inbound, any destination, any source port.
-        if item["direction"] != "in" or item["interface"] or item["app"] or not _is_any(item["dst"]) or item["sport"] != "any":
+        if (
+            item["direction"] != "in"
+            or item["interface"]
+            or item["app"]
+            or not _is_any(item["dst"])
+            or item["sport"] != "any"
+        ):
             continue
         src = _norm_or_raw(item["src"])
         key = (item["action"], item["proto"], item["dport"], src)
         if (item["proto"], item["dport"], src) in wanted or key in seen:
             continue
         seen.add(key)
-        stale.append({"rule": item["action"], "proto": item["proto"], "port": item["dport"], "src": src, "comment": item["comment"]})
+        stale.append(
+            {
+                "rule": item["action"],
+                "proto": item["proto"],
+                "port": item["dport"],
+                "src": src,
+                "comment": item["comment"],
+            }
+        )
     return stale
 
 
@@ -376,7 +390,9 @@ def no_firewall_status(ports: list[dict[str, Any]] | None, reason: str = "no act
 # --------------------------------------------------------------------------
 # ufw status
 # --------------------------------------------------------------------------
-def ufw_status(status_text: str | None, user_rules_text: str | None, ports: list[dict[str, Any]] | None) -> dict[str, Any]:
+def ufw_status(
+    status_text: str | None, user_rules_text: str | None, ports: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     """Evaluate ufw's user rules (first match wins) and default incoming policy."""
     text = status_text or ""
     active = bool(re.search(r"^Status: active", text, re.M))
@@ -400,7 +416,9 @@ def ufw_status(status_text: str | None, user_rules_text: str | None, ports: list
                 if item["proto"] not in ("any", entry["proto"]) or not _port_in_spec(entry["port"], item["dport"]):
                     continue
                 rule_verdict = "accept" if item["action"] in ("allow", "limit") else "drop"
-                full = _is_any(item["src"]) and _is_any(item["dst"]) and item["sport"] == "any" and not item["interface"]
+                full = (
+                    _is_any(item["src"]) and _is_any(item["dst"]) and item["sport"] == "any" and not item["interface"]
+                )
                 if full:
                     verdict = rule_verdict
                     break
@@ -427,7 +445,14 @@ def firewalld_dump(text: str | None) -> dict[str, Any]:
     Sections start with `### zone NAME` (followed by `firewall-cmd --list-all`)
     and `### service NAME` (followed by `firewall-cmd --info-service`).
     """
-    zone: dict[str, Any] = {"name": None, "target": None, "ports": [], "protocols": [], "services": [], "rich_rules": []}
+    zone: dict[str, Any] = {
+        "name": None,
+        "target": None,
+        "ports": [],
+        "protocols": [],
+        "services": [],
+        "rich_rules": [],
+    }
     services: dict[str, dict[str, list[str]]] = {}
     section: tuple[str, str] | None = None
     for raw in (text or "").splitlines():
@@ -438,7 +463,7 @@ def firewalld_dump(text: str | None) -> dict[str, Any]:
             if section[0] == "zone":
                 zone["name"] = section[1]
             else:
-                services[section[1]] = {"ports": [], "protocols": []}
+                services[section[1]] = {"ports": [], "protocols": [], "destination": []}
             continue
         if section is None or not line:
             continue
@@ -450,7 +475,7 @@ def firewalld_dump(text: str | None) -> dict[str, Any]:
                 zone["target"] = value.strip()
             elif sep and key in ("ports", "protocols", "services"):
                 zone[key] = value.split()
-        elif sep and key in ("ports", "protocols"):
+        elif sep and key in ("ports", "protocols", "destination"):
             services[section[1]][key] = value.split()
     return {"zone": zone, "services": services}
 
@@ -464,13 +489,17 @@ def _spec_matches(port: int, proto: str, specs: list[str]) -> bool:
     return False
 
 
-def _service_match(name: str, port: int, proto: str, services: dict[str, dict[str, list[str]]]) -> str:
+def _service_match(name: str, port: int, proto: str, services: dict[str, dict[str, list[str]]], family: str) -> str:
+    """A service matches ANY packet to its ports, or SOME when it is limited to destination addresses."""
     info = services.get(name)
     if info is None:
         return UNKNOWN
-    if _spec_matches(port, proto, info["ports"]) or proto in info["protocols"]:
+    if not (_spec_matches(port, proto, info["ports"]) or proto in info["protocols"]):
+        return NONE
+    destinations = info.get("destination", [])  # e.g. ['ipv6:fe80::/64']
+    if not destinations:
         return ANY
-    return NONE
+    return SOME if any(item.startswith(f"{family}:") for item in destinations) else NONE
 
 
 def _rich_rule(rule: str) -> dict[str, Any]:
@@ -497,7 +526,7 @@ def _rich_match(parsed: dict[str, Any], family: str, port: int, proto: str, serv
     if parsed["family"] and parsed["family"] != family:
         return NONE
     if parsed["service"]:
-        element = _service_match(parsed["service"], port, proto, services)
+        element = _service_match(parsed["service"], port, proto, services, family)
     elif parsed["port"]:
         element = ANY if parsed["port"][1] == proto and _port_in_spec(port, parsed["port"][0]) else NONE
     elif parsed["protocol"]:
@@ -518,7 +547,9 @@ def _rich_match(parsed: dict[str, Any], family: str, port: int, proto: str, serv
     return ANY
 
 
-def firewalld_status(dump_text: str | None, ports: list[dict[str, Any]] | None, label_service: str = "os-firewall-") -> dict[str, Any]:
+def firewalld_status(
+    dump_text: str | None, ports: list[dict[str, Any]] | None, label_service: str = "os-firewall-"
+) -> dict[str, Any]:
     """Evaluate the zone that holds the default route's interface (or the default zone).
 
     firewalld checks a zone's deny rich rules before its allow rich rules,
@@ -527,7 +558,12 @@ def firewalld_status(dump_text: str | None, ports: list[dict[str, Any]] | None, 
     dump = firewalld_dump(dump_text)
     zone = dump["zone"]
     if zone["name"] is None:
-        return {"active": False, "default_incoming": "allow", "managed": False, "ports": _open_result(ports, "firewalld not running")}
+        return {
+            "active": False,
+            "default_incoming": "allow",
+            "managed": False,
+            "ports": _open_result(ports, "firewalld not running"),
+        }
     services = dump["services"]
     rich = [_rich_rule(rule) for rule in zone["rich_rules"]]
     managed = any(s.startswith(label_service) for s in zone["services"]) or any(
@@ -549,11 +585,12 @@ def firewalld_status(dump_text: str | None, ports: list[dict[str, Any]] | None, 
                     break
                 walk.note(match, "drop")
             if verdict is None:
-                plain = [_service_match(name, port, proto, services) for name in zone["services"]]
+                plain = [_service_match(name, port, proto, services, family) for name in zone["services"]]
                 if _spec_matches(port, proto, zone["ports"]) or proto in zone["protocols"] or ANY in plain:
                     verdict = "accept"
-                elif UNKNOWN in plain:
-                    walk.note(UNKNOWN, "accept")
+                else:
+                    for match in plain:
+                        walk.note(match, "accept")
             if verdict is None:
                 for parsed in (r for r in rich if r["verdict"] == "accept"):
                     match = _rich_match(parsed, family, port, proto, services)
@@ -637,7 +674,9 @@ class _Ruleset:
         keys = [
             key
             for key, chain in self.chains.items()
-            if chain.get("hook") == "input" and chain.get("type", "filter") == "filter" and key[0] in ("inet", packet.nf)
+            if chain.get("hook") == "input"
+            and chain.get("type", "filter") == "filter"
+            and key[0] in ("inet", packet.nf)
         ]
         return sorted(keys, key=lambda key: _prio(self.chains[key].get("prio", 0)))
 
@@ -669,7 +708,7 @@ def _value_in(value: Any, right: Any, lookup: Any) -> bool | None:
     if isinstance(right, str) and right.startswith("@"):
         elems = lookup(right[1:])
         return None if elems is None else _any_in(value, elems)
-    return value == right
+    return bool(value == right)
 
 
 def _any_in(value: Any, items: list[Any]) -> bool | None:
@@ -723,7 +762,9 @@ def _match(expr: dict[str, Any], packet: _Packet, lookup: Any) -> str:
     elif "meta" in left:
         key = left["meta"].get("key")
         if key == "l4proto":
-            hit = _compare(op, _value_in(packet.proto, right, lookup) or _value_in(_PROTO_NUMBERS[packet.proto], right, lookup))
+            hit = _compare(
+                op, _value_in(packet.proto, right, lookup) or _value_in(_PROTO_NUMBERS[packet.proto], right, lookup)
+            )
         elif key == "nfproto":
             hit = _compare(op, _value_in(packet.family, right, lookup))
         elif key == "protocol":
@@ -824,7 +865,12 @@ def nft_status(ruleset_json: str | None, ports: list[dict[str, Any]] | None) -> 
     try:
         objects = json.loads(ruleset_json or "{}").get("nftables", [])
     except ValueError:
-        return {"active": None, "default_incoming": None, "managed": False, "ports": _unknown_result(ports, "unreadable nft output")}
+        return {
+            "active": None,
+            "default_incoming": None,
+            "managed": False,
+            "ports": _unknown_result(ports, "unreadable nft output"),
+        }
     rules = _Ruleset(objects)
     managed = any(key[1] == LABEL for key in rules.chains)
     probe = [rules.base_input_chains(_Packet(family, "tcp", 1)) for family in FAMILIES]
@@ -846,7 +892,12 @@ def nft_status(ruleset_json: str | None, ports: list[dict[str, Any]] | None) -> 
                 outcomes.append(UNKNOWN if verdict == "unknown" else walk.outcome(verdict))
             families[family] = _combine_chains(outcomes) if outcomes else ANY
         results.append(_port_result(entry["port"], entry["proto"], families, "nftables input hook"))
-    return {"active": True, "default_incoming": "drop" if "drop" in policies else "accept", "managed": managed, "ports": results}
+    return {
+        "active": True,
+        "default_incoming": "drop" if "drop" in policies else "accept",
+        "managed": managed,
+        "ports": results,
+    }
 
 
 def _unknown_result(ports: list[dict[str, Any]] | None, reason: str) -> list[dict[str, Any]]:
