@@ -5,7 +5,15 @@ security-group status, requests from the controller) and hands it to
 
     {{ evidence | cosyvoice_diagnose }}          -> diagnosis dict (also the JSON report)
     {{ diagnosis | cosyvoice_diagnosis_text }}   -> the readable report
-    {{ systemctl_show.stdout | systemctl_properties }}  -> {"ActiveState": "active", ...}
+    {{ diagnosis | cosyvoice_diagnosis_json }}   -> the JSON report (stable key order)
+
+and, to turn raw output into evidence:
+
+    {{ systemctl_show.stdout | systemctl_properties }}       -> {"ActiveState": "active", ...}
+    {{ systemctl_show.stdout | systemctl_properties_list }}  -> one dict per unit shown
+    {{ probe.stdout | verify_sections(names) }}              -> {"ss": "...", ...} ('### name' sections)
+    {{ "200 OK" | verify_health_line(url) }}                 -> {url, status, ok, msg}
+    {{ uri_or_wait_for_result | cosyvoice_probe_summary }}   -> {port, ok, status, msg, url} (no request data)
 
 Layers are judged in the seed article's troubleshooting order; the first one
 that fails is *the* diagnosis, every other finding is listed in the report:
@@ -130,7 +138,7 @@ def systemctl_properties_list(text: Any) -> list[dict[str, str]]:
     return [systemctl_properties(b) for b in blocks if b.strip()]
 
 
-def verify_sections(text: Any, names: tuple[str, ...] = ("systemctl", "ss", "cgroup", "journal")) -> dict[str, str]:
+def verify_sections(text: Any, names: Any = ("systemctl", "ss", "cgroup", "journal")) -> dict[str, str]:
     """Split output made of '### <name>' sections (the verify role's one-shot evidence script).
 
     Every name in `names` is present ('' when absent); a marker line '### <key> <value>' (e.g.
@@ -151,6 +159,18 @@ def verify_sections(text: Any, names: tuple[str, ...] = ("systemctl", "ss", "cgr
     return {k: "\n".join(v) for k, v in out.items()}
 
 
+def verify_health_line(line: Any, url: str = "") -> dict[str, Any]:
+    """'<status> <reason>' printed by the verify role's host probe -> {url, status, ok, msg}."""
+    lines = str(line or "").strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    head, _, rest = first.partition(" ")
+    if re.fullmatch(r"-?\d+", head):
+        status, msg = int(head), rest.strip()
+    else:  # no status printed: the probe itself could not run
+        status, msg = -1, first or "no answer from the host's probe (no python on the host?)"
+    return {"url": url, "status": status, "ok": status == 200, "msg": msg}
+
+
 def _probe(r: dict[str, Any], url: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     item = r.get("item")
@@ -158,7 +178,8 @@ def _probe(r: dict[str, Any], url: str | None) -> dict[str, Any]:
         out["port"] = _int(item["port"])
     elif "port" in r:
         out["port"] = _int(r["port"])
-    msg = str(r.get("msg") or "")
+    # uri's "Status code was -1 and not [200, 401]: Request failed: <urlopen error ...>" -> the error itself
+    msg = re.sub(r"^Status code was -?\d+ and not \[[^\]]*\]: (Request failed: )?", "", str(r.get("msg") or ""))
     if "status" in r:  # uri: the status says it all (-1 = no HTTP response)
         out["status"] = _int(r["status"])
         out["ok"] = 0 < out["status"] < 400
@@ -187,11 +208,17 @@ def cosyvoice_probe_summary(result: Any, url: str | None = None) -> Any:
     return _probe(result, url)
 
 
-def _check(layer: str, cid: str, status: str, summary: str, cause: str = "", fix: str = "") -> dict[str, Any]:
+def _check(layer: str, cid: str, status: str, summary: str, cause: str = "", fix: str = "",
+           symptom: str = "", seed: str = "") -> dict[str, Any]:
+    """One check's result; symptom/seed override the layer's when this failure looks different."""
     item = {"layer": layer, "id": cid, "status": status, "summary": summary}
     if status in (FAIL, WARN):
         item["cause"] = cause or summary
         item["fix"] = fix
+        if symptom:
+            item["symptom"] = symptom
+        if seed:
+            item["seed"] = seed
     return item
 
 
@@ -429,6 +456,10 @@ def _reach_check(c: _Ctx, L: str, cid: str, port: int, who: str) -> dict[str, An
     return _check(L, cid, OK, f"port {port} listens on {addrs} (reachable from other hosts)")
 
 
+_BYPASS = "the app's own port is open next to the proxy (no TLS, no login on it)"
+_PROXY_SEED = "反向代理 + HTTPS: proxy_pass http://127.0.0.1:<port>, 隐藏真实端口"
+
+
 def _bind(c: _Ctx) -> list[dict[str, Any]]:
     L = "bind"
     checks: list[dict[str, Any]] = []
@@ -445,7 +476,9 @@ def _bind(c: _Ctx) -> list[dict[str, Any]]:
                 f"{c.app_unit} is running but listens on {other} while the endpoint says {port} "
                 "(the seed's 端口一致性: a changed port must be used in the URL too)",
                 f"make cosyvoice_server_port and the running unit agree (re-run site.yml --tags cosyvoice), "
-                f"or open http://{c.public_address}:{other}/"))
+                f"or open http://{c.public_address}:{other}/",
+                symptom="nothing answers on the port in the URL (拒绝连接)",
+                seed="端口一致性: 如果你改成了7861, 就必须用 http://ip:7861 访问"))
         elif c.app_active:
             checks.append(_check(
                 L, "bind.port", FAIL, f"{c.app_unit} is active but nothing listens on port {port}",
@@ -466,7 +499,7 @@ def _bind(c: _Ctx) -> list[dict[str, Any]]:
                 f"in {c.exposure} exposure the app must listen on 127.0.0.1 only, but it listens on {addrs}: anyone "
                 "who reaches the port bypasses nginx's TLS and login",
                 "leave cosyvoice_server_name unset (127.0.0.1 for proxy/local) and re-run: "
-                "ansible-playbook site.yml --tags cosyvoice"))
+                "ansible-playbook site.yml --tags cosyvoice", symptom=_BYPASS, seed=_PROXY_SEED))
         else:
             addrs = ", ".join(x["local"] for x in on_port)
             checks.append(_check(L, "bind.backend", OK, f"backend port {port} on loopback only ({addrs})"))
@@ -481,7 +514,8 @@ def _bind(c: _Ctx) -> list[dict[str, Any]]:
                 f"backend port {backend.get('port')} is reachable from the controller",
                 f"the controller connected to {c.public_address}:{backend.get('port')}: the app is exposed "
                 "around nginx (no TLS, no login)",
-                "bind the app to 127.0.0.1 (cosyvoice_server_name unset) and keep the port closed in the firewall"))
+                "bind the app to 127.0.0.1 (cosyvoice_server_name unset) and keep the port closed in the firewall",
+                symptom=_BYPASS, seed=_PROXY_SEED))
         else:
             checks.append(_check(L, "bind.backend_remote", OK,
                                  f"backend port {backend.get('port')} not reachable from the controller"))
@@ -513,7 +547,12 @@ def _port_conflict(c: _Ctx) -> list[dict[str, Any]]:
                 f"free the port: {'; '.join(stop)}; then systemctl restart {unit}. Or move the service to a free "
                 "port (cosyvoice_server_port) and use that port in the URL"))
         else:
-            checks.append(_check(L, f"port_conflict.{port}", OK, f"port {port} held by {unit}"))
+            _, _, exists = c.port_owner(port)
+            procs = {p["pid"]: p for x in listeners_on_port(c.listeners, port) for p in x.get("processes", [])}
+            shown = [_proc(p, c.pid_units) for _, p in sorted(procs.items())]
+            holders = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+            note = "" if exists else f" (no {unit}: taken to be the app by its process name)"
+            checks.append(_check(L, f"port_conflict.{port}", OK, f"port {port} held by {holders}{note}"))
     return checks
 
 
@@ -539,6 +578,8 @@ def _firewall_fix(backend: str, port: int, proto: str) -> str:
 
 
 def _os_firewall(c: _Ctx) -> list[dict[str, Any]]:
+    """os_firewall_state: {backend, active, allowed_ports: [{port, proto}],
+    ports: [{port, proto, allowed: true|false|null, scope: any|some|none|unknown, reason}]}."""
     L = "os_firewall"
     fw = c.ev.get("firewall") or {}
     if not fw.get("checked"):
@@ -548,24 +589,47 @@ def _os_firewall(c: _Ctx) -> list[dict[str, Any]]:
     if state.get("error"):
         return [_check(L, "os_firewall", WARN, f"firewall status unreadable: {state.get('error')}",
                        f"could not read the {backend} firewall: {state.get('error')}", "check it by hand")]
-    if backend in ("none", "") and not state.get("active"):
-        return [_check(L, "os_firewall", OK, "no host firewall active")]
-    if not state.get("active"):
-        return [_check(L, "os_firewall", OK, f"{backend} installed but inactive (not filtering)")]
+    if state.get("active") is False:
+        return [_check(L, "os_firewall", OK, f"{backend}: no host firewall filtering" if backend in ("none", "unknown")
+                       else f"{backend} installed but inactive (not filtering)")]
     if not c.public_ports:
         return [_check(L, "os_firewall", OK, f"{backend} active; {c.exposure} exposure opens no port")]
+    detail = {k: p for p in state.get("ports") or [] if isinstance(p, dict) and (k := _port_key(p))}
     allowed = {k for k in (_port_key(x) for x in state.get("allowed_ports") or []) if k}
-    missing = [p for p in c.public_ports if (p["port"], p["proto"]) not in allowed]
-    if missing:
-        names = ", ".join(f"{p['port']}/{p['proto']}" for p in missing)
-        p0 = missing[0]
+    blocked, partial, unknown, fine = [], [], [], []
+    for p in c.public_ports:
+        key = (p["port"], p["proto"])
+        d = detail.get(key)
+        name = f"{p['port']}/{p['proto']}"
+        if d is not None and d.get("allowed") is None or (d is None and state.get("active") is None):
+            unknown.append((p, name, (d or {}).get("reason") or "firewall state unknown"))
+        elif d is not None and d.get("allowed") is False or (d is None and key not in allowed):
+            blocked.append((p, name, (d or {}).get("reason") or ""))
+        elif d is not None and d.get("scope") == "some":
+            partial.append((p, name, d.get("reason") or "allowed from some sources only"))
+        else:
+            fine.append(name)
+    if blocked:
+        names = ", ".join(n for _, n, _ in blocked)
+        why = "; ".join(r for _, _, r in blocked if r)
+        p0 = blocked[0][0]
         return [_check(
             L, "os_firewall", FAIL, f"{backend} is active and does not allow {names}",
-            f"the host firewall ({backend}) is active and does not allow {names}: clients' packets are dropped "
-            "before they reach the service (they see a timeout, 显示\"连接超时\")",
+            f"the host firewall ({backend}) is active and does not allow {names}{f' ({why})' if why else ''}: "
+            "clients' packets are dropped before they reach the service (they see a timeout, 显示\"连接超时\")",
             _firewall_fix(backend, p0["port"], p0["proto"]))]
-    names = ", ".join(f"{p['port']}/{p['proto']}" for p in c.public_ports)
-    return [_check(L, "os_firewall", OK, f"{backend} active, allows {names}")]
+    checks: list[dict[str, Any]] = []
+    for _, name, reason in unknown:
+        checks.append(_check(L, "os_firewall", WARN, f"{backend}: cannot tell whether {name} is allowed ({reason})",
+                             f"the host firewall's rules for {name} could not be evaluated: {reason}",
+                             "check by hand: nft list ruleset / ufw status verbose / firewall-cmd --list-all"))
+    for _, name, reason in partial:
+        checks.append(_check(L, "os_firewall", WARN, f"{backend} allows {name} from some sources only ({reason})",
+                             f"{name} is allowed only from some sources: {reason}",
+                             "fine if your users are among them; otherwise widen os_firewall's allowed sources"))
+    if fine and not checks:
+        checks.append(_check(L, "os_firewall", OK, f"{backend} active, allows {', '.join(fine)}"))
+    return checks
 
 
 def _security_group(c: _Ctx) -> list[dict[str, Any]]:
@@ -613,12 +677,16 @@ def _client(c: _Ctx) -> list[dict[str, Any]]:
         return [_check(L, "client.tcp", SKIP, r.get("note") or "not checked from the controller")]
     addr = r.get("address") or c.public_address
     checks: list[dict[str, Any]] = []
+    http = r.get("http") or {}
+    # wait_for only says "Timeout when waiting"; the HTTP request's error tells refused from dropped.
+    http_kind = _conn_kind(str(http.get("msg", ""))) if _int(http.get("status")) in (-1, 0) else "other"
     for t in r.get("tcp") or []:
         port = t.get("port")
         if t.get("ok"):
             checks.append(_check(L, f"client.tcp.{port}", OK, f"controller -> {addr}:{port} connects"))
             continue
-        kind = _conn_kind(str(t.get("msg", "")))
+        kind = http_kind if http_kind not in ("other", "tls") and port == c.ep.get("public_port") \
+            else _conn_kind(str(t.get("msg", "")))
         fix = {
             "dns": f"{addr} does not resolve from the controller: fix DNS or set cosyvoice_public_address to the IP",
             "refused": f"{addr}:{port} refuses the connection although the host listens on it: {addr} is probably "
@@ -631,9 +699,8 @@ def _client(c: _Ctx) -> list[dict[str, Any]]:
         }.get(kind, f"test from a client: curl -v {c.url or f'{addr}:{port}'}")
         checks.append(_check(
             L, f"client.tcp.{port}", FAIL, f"controller -> {addr}:{port}: {t.get('msg', 'failed')}",
-            f"the controller cannot connect to {addr}:{port} ({kind}) although the host side checks pass",
+            f"the controller cannot connect to {addr}:{port} ({kind})",
             fix))
-    http = r.get("http") or {}
     if http:
         code = _int(http.get("status"))
         url = http.get("url") or c.url
@@ -647,7 +714,8 @@ def _client(c: _Ctx) -> list[dict[str, Any]]:
             checks.append(_check(
                 L, "client.http", FAIL, f"GET {url} -> 404",
                 f"{url} answers 404: the UI is served under another path than {c.ep.get('root_path', '/')}",
-                "make cosyvoice_root_path, the proxy location and the URL agree"))
+                "make cosyvoice_root_path, the proxy location and the URL agree",
+                symptom="404 page not found at the URL users open"))
         elif code > 0:
             checks.append(_check(L, "client.http", OK, f"GET {url} -> {code}"))
     return checks
@@ -662,13 +730,20 @@ def _tls(c: _Ctx) -> list[dict[str, Any]]:
     if not r.get("checked") or not http:
         return [_check(L, "tls", SKIP, "not checked from the controller")]
     code = _int(http.get("status"))
-    if code in (-1, 0) and _conn_kind(str(http.get("msg", ""))) == "tls":
+    msg = str(http.get("msg", ""))
+    if code in (-1, 0) and _conn_kind(msg) == "tls":
+        anchor = r.get("ca") or "system CAs"
+        if re.search(r"self[- ]signed", msg) and anchor == "system CAs":
+            fix = ("the server uses a self-signed certificate: give the verifier the file to trust "
+                   "(-e verify_host_ca_path=<certificate on the host> or -e verify_ca_path=<file on the controller>); "
+                   "browsers need it too, or use a CA-signed certificate (nginx_proxy_tls_mode provided or acme)")
+        else:
+            fix = ("the certificate must name the address users open (subjectAltName) and chain to a CA they trust: "
+                   "check nginx_proxy's TLS settings and cosyvoice_public_address, then re-run site.yml --tags proxy")
         return [_check(
-            L, "tls", FAIL, f"TLS verification failed: {http.get('msg', '')}",
+            L, "tls", FAIL, f"TLS verification failed: {msg}",
             f"the certificate served at {http.get('url') or c.url} is not trusted for {c.public_address} "
-            f"({http.get('msg', '')}; trust anchor: {r.get('ca') or 'system CAs'})",
-            "the certificate must name the address users open (subjectAltName) and chain to a CA they trust: "
-            "check nginx_proxy's TLS settings and cosyvoice_public_address, then re-run site.yml --tags proxy")]
+            f"({msg}; trust anchor: {anchor})", fix)]
     if code > 0:
         return [_check(L, "tls", OK, f"certificate verified ({r.get('ca') or 'system CAs'})")]
     return [_check(L, "tls", SKIP, "no TLS handshake completed")]
@@ -683,6 +758,8 @@ def _auth(c: _Ctx) -> list[dict[str, Any]]:
     want = bool(c.ep.get("auth"))
     url = a.get("probe_url") or c.url
     unauth = _int(a.get("unauth_status"))
+    if unauth in (-1, 0):
+        return [_check(L, "auth", SKIP, "no HTTP answer to judge the login by (see the layers above)")]
     if want:
         if unauth in (401, 403):
             checks.append(_check(L, "auth.required", OK, f"GET {url} without login -> {unauth}"))
@@ -707,6 +784,8 @@ def _auth(c: _Ctx) -> list[dict[str, Any]]:
                     "check the password in the vault matches the deployed one; re-run site.yml --tags cosyvoice,proxy"))
             elif authed == 200:
                 checks.append(_check(L, "auth.login", OK, f"GET {url} logged in -> 200"))
+            elif authed >= 500:
+                checks.append(_check(L, "auth.login", OK, f"login accepted; GET {url} -> {authed} (see layer http)"))
             else:
                 checks.append(_check(
                     L, "auth.login", FAIL, f"GET {url} logged in -> {authed} {a.get('authed_msg', '')}".strip(),
@@ -801,8 +880,8 @@ def cosyvoice_diagnose(evidence: dict[str, Any]) -> dict[str, Any]:
         check=primary["id"],
         cause=primary["cause"],
         fix=primary["fix"],
-        symptom=layer.symptom,
-        seed=layer.seed.replace("<port>", port),
+        symptom=primary.get("symptom") or layer.symptom,
+        seed=(primary.get("seed") or layer.seed).replace("<port>", port),
         message=(f"{host}: {c.url or 'the service'} FAILED at layer {number}/{len(LAYERS)} '{layer.id}' "
                  f"({layer.title}). Cause: {primary['cause']}. Fix: {primary['fix']}."),
     )
@@ -858,4 +937,5 @@ class FilterModule:
             "systemctl_properties_list": systemctl_properties_list,
             "cosyvoice_probe_summary": cosyvoice_probe_summary,
             "verify_sections": verify_sections,
+            "verify_health_line": verify_health_line,
         }

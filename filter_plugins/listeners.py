@@ -44,12 +44,12 @@ SCOPE_LOOPBACK = "loopback"  # 127.0.0.0/8, ::1, ::ffff:127.x, or any address on
 _SCOPE_ORDER = (SCOPE_ANY, SCOPE_INTERFACE, SCOPE_ADDRESS, SCOPE_LOOPBACK)
 
 try:  # an Ansible error shows as a clean task failure; plain ValueError outside Ansible
-    from ansible.errors import AnsibleFilterError as _Base
+    from ansible.errors import AnsibleFilterError as _Base  # type: ignore[import-untyped,unused-ignore]
 except ImportError:  # pragma: no cover
-    _Base = ValueError  # type: ignore[misc,assignment]
+    _Base = ValueError  # type: ignore[misc,assignment,unused-ignore]
 
 
-class ListenerParseError(_Base):  # type: ignore[valid-type,misc]
+class ListenerParseError(_Base):  # type: ignore[valid-type,misc,unused-ignore]
     """A line of `ss` output that is not a listener line."""
 
 
