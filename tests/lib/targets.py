@@ -56,16 +56,26 @@ def ansible_playbook(*args: str, check: bool = False, timeout: int = 900) -> sub
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
-    """PLAY RECAP counters per host: {'cv-default': {'ok': 40, 'changed': 0, ...}}."""
+    """PLAY RECAP counters per host: {'cv-default': {'ok': 40, 'changed': 0, ...}}.
+
+    Only the host lines right after "PLAY RECAP" count (profile_tasks prints
+    other "name : value" lines later).
+    """
     result: dict[str, dict[str, int]] = {}
     in_recap = False
     for line in output.splitlines():
         if line.startswith("PLAY RECAP"):
             in_recap = True
             continue
-        if in_recap and ":" in line and "=" in line:
-            name, counters = line.split(":", 1)
-            result[name.strip()] = {k: int(v) for k, v in (c.split("=") for c in counters.split())}
+        if not in_recap:
+            continue
+        if not line.strip() or "=" not in line:
+            in_recap = False
+            continue
+        name, _, counters = line.partition(":")
+        pairs = [c.split("=", 1) for c in counters.split() if "=" in c]
+        if pairs and all(v.isdigit() for _, v in pairs):
+            result[name.strip()] = {k: int(v) for k, v in pairs}
     return result
 
 
