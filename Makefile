@@ -41,13 +41,20 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit tests/aws
 
+# Every scenario runs even when one fails; the summary names the failures and
+# the target fails if any did.
 molecule: venv images
-	@set -e; for s in $(SCENARIOS); do \
+	@failed=""; for s in $(SCENARIOS); do \
 	  echo "=== molecule scenario $$s ==="; \
 	  start=$$(date +%s); \
-	  $(BIN)/molecule test -s $$s; \
-	  echo "=== scenario $$s passed in $$(( $$(date +%s) - start ))s ==="; \
-	done
+	  if $(BIN)/molecule test -s $$s; then \
+	    echo "=== scenario $$s passed in $$(( $$(date +%s) - start ))s ==="; \
+	  else \
+	    echo "=== scenario $$s FAILED after $$(( $$(date +%s) - start ))s ==="; failed="$$failed $$s"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED molecule scenarios:$$failed"; exit 1; fi; \
+	echo "all molecule scenarios passed: $(SCENARIOS)"
 
 test: lint unit molecule
 

@@ -62,8 +62,10 @@ def acme_domain_problems(domains: Any, variable: str = "nginx_proxy_acme_domains
     """ACME http-01 can only prove plain DNS names: no IP addresses, no wildcards."""
     if not isinstance(domains, (list, tuple)) or not domains:
         return [
-            f"{variable} is empty: nginx_proxy_tls_mode=acme needs at least one public DNS name that points at "
-            "this host (an IP address or a wildcard cannot be validated over http-01)"
+            (
+                f"{variable} is empty: nginx_proxy_tls_mode=acme needs at least one public DNS name that points at "
+                "this host (an IP address or a wildcard cannot be validated over http-01)"
+            )
         ]
     return [
         f"{variable}: {name!r} cannot be validated over ACME http-01; list plain DNS names only"

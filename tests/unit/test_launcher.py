@@ -318,3 +318,11 @@ def test_sd_notify_sends_to_the_notify_socket(tmp_path, monkeypatch):
 
 
 
+
+
+def test_listener_is_a_tcp_socket_so_asyncio_sets_nodelay():
+    sock = server.bind_listener("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

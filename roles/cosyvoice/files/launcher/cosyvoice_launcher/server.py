@@ -17,8 +17,11 @@ class BindError(RuntimeError):
 def bind_listener(host: str, port: int, backlog: int = 128) -> socket.socket:
     """Bind before serving, so a port conflict is reported clearly (the seed's `lsof -i :7860` step)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, socktype, proto, _, addr = infos[0]
+    # proto must be TCP (not 0): asyncio sets TCP_NODELAY only on sockets it
+    # knows are TCP, and without it replies on keep-alive connections wait
+    # ~40 ms for delayed ACKs.
+    sock = socket.socket(family, socktype, proto or socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

@@ -82,7 +82,8 @@ def build_app(cfg: Config, engine: Engine) -> FastAPI:
         app,
         build_blocks(cfg, engine),
         path="" if cfg.root_path == "/" else cfg.root_path,
-        # Gradio 5.4 builds wrong file URLs (".../grad/gradio_api/file=") without an explicit root_path.
+        # Gradio 5.4 builds wrong file URLs (".../grad/gradio_api/file=") without an explicit root_path;
+        # with it, "/" answers 307 -> "//" (harmless: browsers and clients follow it).
         root_path=cfg.root_path,
         auth=list(cfg.auth) or None,
         auth_message="CosyVoice3: please log in" if cfg.auth else None,
