@@ -39,8 +39,12 @@ def is_ip(value: Any) -> bool:
 
 
 def is_host(value: Any) -> bool:
-    """An IP address or a DNS hostname."""
-    return isinstance(value, str) and (is_ip(value) or bool(_HOSTNAME.match(value)))
+    """An IP address or a DNS hostname (all-numeric names such as 300.1.1.1 are neither)."""
+    if not isinstance(value, str):
+        return False
+    if is_ip(value):
+        return True
+    return bool(_HOSTNAME.match(value)) and not re.fullmatch(r"[0-9.]+", value)
 
 
 def is_loopback(value: Any) -> bool:

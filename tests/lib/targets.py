@@ -48,6 +48,8 @@ def ansible_playbook(*args: str, check: bool = False, timeout: int = 900) -> sub
     env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
+    # molecule's ansible.cfg sends failures to stderr; keep them next to their task.
+    env["ANSIBLE_DISPLAY_FAILED_STDERR"] = "false"
     cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", molecule_inventory(), *args]
     proc = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:

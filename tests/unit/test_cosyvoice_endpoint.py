@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from cosyvoice_endpoint import EndpointError, FilterModule, build_url, cosyvoice_endpoint, normalize_root_path, url_host
+from cosyvoice_endpoint import (
+    EndpointError,
+    FilterModule,
+    build_url,
+    cosyvoice_endpoint,
+    is_host,
+    normalize_root_path,
+    url_host,
+)
 
 
 def test_direct_opens_the_app_port_on_all_interfaces():
@@ -69,3 +77,13 @@ def test_root_path_normalisation(raw, norm):
 def test_filters_are_registered():
     names = set(FilterModule().filters())
     assert {"cosyvoice_endpoint", "cosyvoice_url", "cosyvoice_is_host", "cosyvoice_is_loopback"} <= names
+
+
+@pytest.mark.parametrize("value", ["300.1.1.1", "0.0.0.0.0", "1.2.3", "", "a b", "-x.com"])
+def test_not_hosts(value):
+    assert not is_host(value)
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0", "::", "10.0.0.5", "tts.example.com", "gpu-1", "2001:db8::1"])
+def test_hosts(value):
+    assert is_host(value)

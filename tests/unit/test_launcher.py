@@ -45,6 +45,7 @@ def test_root_path_and_health_path():
         (["--engine", "espeak", "--port", "0"], "outside 1-65535"),
         (["--engine", "espeak", "--port", "abc"], "not a number"),
         (["--engine", "espeak", "--host", "bad host"], "neither an IP"),
+        (["--engine", "espeak", "--host", "300.1.1.1"], "neither an IP"),
         (["--engine", "cosyvoice"], "--model-dir is required"),
         (["--engine", "espeak", "--queue-size", "0"], "--queue-size"),
         (["--engine", "espeak", "--root-path", "/x/../y"], "--root-path"),

@@ -58,7 +58,7 @@ def check_host(value: str) -> str:
         return value
     except ValueError:
         pass
-    if _HOSTNAME.match(value):
+    if _HOSTNAME.match(value) and not re.fullmatch(r"[0-9.]+", value):
         return value
     raise ConfigError(f"--host {value!r} is neither an IP address nor a hostname (use 0.0.0.0 to listen on all IPv4 addresses)")
 
