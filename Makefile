@@ -41,20 +41,13 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit tests/aws
 
-# Every scenario runs even when one fails; the summary names the failures and
-# the target fails if any did.
+# Every scenario runs even when one fails; JOBS run side by side (each has its
+# own container); the summary names the failures and the target fails if any
+# did. Logs: .cache/molecule-logs/<scenario>.log. The slowest start first.
+JOBS ?= 2
+SLOW_FIRST := cosyvoice_real drift proxy default verify
 molecule: venv images
-	@failed=""; for s in $(SCENARIOS); do \
-	  echo "=== molecule scenario $$s ==="; \
-	  start=$$(date +%s); \
-	  if $(BIN)/molecule test -s $$s; then \
-	    echo "=== scenario $$s passed in $$(( $$(date +%s) - start ))s ==="; \
-	  else \
-	    echo "=== scenario $$s FAILED after $$(( $$(date +%s) - start ))s ==="; failed="$$failed $$s"; \
-	  fi; \
-	done; \
-	if [ -n "$$failed" ]; then echo "FAILED molecule scenarios:$$failed"; exit 1; fi; \
-	echo "all molecule scenarios passed: $(SCENARIOS)"
+	COLUMNS=250 scripts/run-scenarios $(JOBS) $(filter $(SLOW_FIRST),$(SCENARIOS)) $(filter-out $(SLOW_FIRST),$(SCENARIOS))
 
 test: lint unit molecule
 

@@ -16,6 +16,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 import wave
 from dataclasses import dataclass
 
@@ -54,6 +55,15 @@ class Client:
         with self._opener.open(req, timeout=self.timeout) as resp:
             return resp.read()
 
+    def upload(self, name: str, content: bytes, content_type: str = "audio/wav") -> dict[str, object]:
+        """Upload a file (Gradio's /gradio_api/upload) and return the FileData to pass as an input."""
+        boundary = "----cosyvoice-test-" + uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+                f"Content-Type: {content_type}\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        paths = json.loads(self.request("gradio_api/upload", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+        return {"path": paths[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
     def call(self, api_name: str, *args: object) -> list[object]:
         body = json.dumps({"data": list(args)}).encode()
         event = json.loads(self.request(f"gradio_api/call/{api_name}", data=body,
@@ -71,15 +81,61 @@ class Client:
         raise RuntimeError(f"{api_name}: no result in event stream: {stream[:500]!r}")
 
 
+    def call_ui(self, api_name: str, *args: object) -> list[object]:
+        """Run an event the way the browser does (/queue/join + /queue/data).
+
+        Unlike /call/<api_name> (whose error event carries `null` in Gradio 5.4), the
+        browser's protocol carries the gr.Error message the user sees.
+        """
+        config = json.loads(self.request("config"))
+        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+        session = uuid.uuid4().hex[:11]
+        self.request("gradio_api/queue/join", data=json.dumps(
+            {"data": list(args), "fn_index": fn_index, "session_hash": session, "event_data": None}).encode(),
+            headers={"Content-Type": "application/json"})
+        stream = self.request(f"gradio_api/queue/data?session_hash={session}").decode()
+        for line in stream.splitlines():
+            if not line.startswith("data:"):
+                continue
+            msg = json.loads(line.split(":", 1)[1])
+            if msg.get("msg") == "process_completed":
+                output = msg.get("output") or {}
+                if not msg.get("success", False):
+                    raise RuntimeError(f"{api_name} failed: {output.get('error')}")
+                return list(output.get("data") or [])
+        raise RuntimeError(f"{api_name}: no result in the queue stream: {stream[:500]!r}")
+
+
 def synthesize(base_url: str, text: str, *, login: tuple[str, str] | None = None,
                basic_auth: tuple[str, str] | None = None, cafile: str | None = None,
-               mode: str = "sft", speaker: str = "", speed: float = 1.0) -> bytes:
+               mode: str = "sft", speaker: str = "", speed: float = 1.0, prompt_text: str = "",
+               prompt_wav: bytes | None = None, instruct_text: str = "", timeout: float = 60.0) -> bytes:
     """Run the WebUI's `synthesize` API and return the WAV bytes it produced."""
-    client = Client(base_url, login=login, basic_auth=basic_auth, cafile=cafile)
-    result = client.call("synthesize", text, mode, speaker, "", None, "", 0, speed)
+    client = Client(base_url, login=login, basic_auth=basic_auth, cafile=cafile, timeout=timeout)
+    prompt = client.upload("prompt.wav", prompt_wav) if prompt_wav is not None else None
+    result = client.call("synthesize", text, mode, speaker, prompt_text, prompt, instruct_text, 0, speed)
     audio = result[0]
     url = audio["url"] if isinstance(audio, dict) else audio
     return client.request(str(url))
+
+
+def tone_wav(seconds: float = 2.0, rate: int = 16000) -> bytes:
+    """A voiced-sounding test prompt: a 140 Hz harmonic series with a slow amplitude envelope."""
+    import math
+
+    frames = bytearray()
+    for i in range(int(seconds * rate)):
+        t = i / rate
+        envelope = 0.5 + 0.5 * math.sin(2 * math.pi * 3 * t)
+        sample = sum(math.sin(2 * math.pi * 140 * k * t) / k for k in range(1, 8)) * 0.25 * envelope
+        frames += int(max(-1.0, min(1.0, sample)) * 32767).to_bytes(2, "little", signed=True)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(frames))
+    return buf.getvalue()
 
 
 def wav_stats(data: bytes) -> tuple[int, float, int]:
@@ -95,5 +151,5 @@ def wav_stats(data: bytes) -> tuple[int, float, int]:
     return rate, duration, peak
 
 
-__all__ = ["Client", "synthesize", "wav_stats", "urllib"]
+__all__ = ["Client", "synthesize", "tone_wav", "wav_stats", "urllib"]
 _ = urllib.error

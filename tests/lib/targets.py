@@ -92,3 +92,9 @@ def systemd_exposure(host, unit: str) -> float:  # type: ignore[no-untyped-def]
 
 def load_json(path: str | os.PathLike[str]) -> object:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def figure(text: str) -> None:
+    """Print a measured figure; scripts/run-scenarios copies FIGURE lines into the CI output."""
+    for line in str(text).splitlines():
+        print(f"\nFIGURE: {line}")

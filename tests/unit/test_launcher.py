@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import types
 import wave
 
 import pytest
@@ -99,8 +100,10 @@ class FakeCosyVoice:
 
     sample_rate = 24000
 
-    def __init__(self, model_dir, fp16=False, spks=("中文女",)):
+    def __init__(self, model_dir, fp16=False, spks=("中文女",), text_frontend="wetext"):
         self.model_dir, self.fp16, self.calls, self._spks = model_dir, fp16, [], list(spks)
+        # CosyVoiceFrontEnd.text_frontend: 'ttsfrd', 'wetext' or '' (upstream's silent fallback)
+        self.frontend = types.SimpleNamespace(text_frontend=text_frontend)
 
     def list_available_spks(self):
         return self._spks
@@ -144,6 +147,28 @@ def _engine(cls=CosyVoice3, **kw):
     seeds = []
     eng = engines.CosyVoiceEngine("/models/Fun-CosyVoice3-0.5B", auto_model=factory, seed_fn=seeds.append)
     return eng, made["model"], seeds
+
+
+def test_no_text_frontend_is_a_start_error_unless_allowed(caplog):
+    """Upstream serves without text normalisation when wetext fails to load; the launcher refuses."""
+    with pytest.raises(engines.SynthesisError, match="no text frontend is available"):
+        _engine(text_frontend="")
+    caplog.set_level("INFO", logger="cosyvoice_launcher")
+
+    def factory(**kwargs):
+        return CosyVoice3(**kwargs, text_frontend="")
+
+    eng = engines.CosyVoiceEngine("/m", auto_model=factory, require_text_frontend=False)
+    assert eng.text_frontend == ""
+    assert "text frontend: NONE" in caplog.text
+
+
+def test_the_loader_and_text_frontend_are_logged(caplog):
+    caplog.set_level("INFO", logger="cosyvoice_launcher")
+    eng, _, _ = _engine()
+    assert eng.text_frontend == "wetext"
+    assert "text frontend: wetext" in caplog.text
+    assert "as CosyVoice3 (sample rate 24000 Hz)" in caplog.text
 
 
 def test_adapter_detects_the_model_generation():

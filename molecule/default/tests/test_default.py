@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.lib.gradio_api import Client, synthesize, wav_stats  # noqa: E402
-from tests.lib.targets import container_ip, systemd_exposure, tcp_open  # noqa: E402
+from tests.lib.targets import container_ip, figure, systemd_exposure, tcp_open  # noqa: E402
 
 PORT = 7860
 LOGIN = ("alice", "molecule-test-password")
@@ -81,7 +81,7 @@ def test_secrets_file_is_private(host):
 
 def test_unit_is_hardened(host):
     exposure = systemd_exposure(host, "cosyvoice")
-    print(f"systemd-analyze security cosyvoice: {exposure}")
+    figure(f"default: systemd-analyze security cosyvoice: {exposure}")
     assert exposure <= 2.5
 
 
@@ -119,7 +119,7 @@ def test_kill_9_is_recovered_within_15_s(host, base_url):
     pid = _main_pid(host)
     host.check_output(f"kill -9 {pid}")
     took = _wait_until_serving(base_url + "healthz", pid, host, limit=30)
-    print(f"kill -9 -> serving again from the controller after {took:.1f} s")
+    figure(f"default: kill -9 -> serving again from the controller after {took:.1f} s")
     assert took <= 15
 
 
@@ -132,7 +132,7 @@ def test_hung_process_is_restarted_by_the_watchdog(host, base_url):
         took = _wait_until_serving(base_url + "healthz", pid, host, limit=60)
     finally:
         host.run(f"kill -CONT {pid}")
-    print(f"SIGSTOP -> watchdog restart -> serving again after {took:.1f} s")
+    figure(f"default: SIGSTOP -> watchdog restart -> serving again after {took:.1f} s")
     log = host.check_output(f"journalctl -t cosyvoice-watchdog --since '{since}' --no-pager")
     assert "restarting cosyvoice.service: health check failed 2 times in a row" in log
     assert took <= 5 * 2 + 2 * 2 + 15

@@ -40,7 +40,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.lib.drift import Run, checksums, host_state, scan, state_diff, ufw_rules  # noqa: E402
-from tests.lib.targets import PROJECT, ansible_playbook, container_ip, systemd_exposure, tcp_open  # noqa: E402
+from tests.lib.targets import PROJECT, ansible_playbook, container_ip, figure, systemd_exposure, tcp_open  # noqa: E402
 
 CONVERGE = str(Path(__file__).resolve().parents[1] / "converge.yml")
 RENDER_UNIT = str(Path(__file__).resolve().parents[1] / "render_unit.yml")
@@ -68,7 +68,7 @@ def playbook(label: str, *args: str, book: str = CONVERGE) -> Run:
     run = Run.of(proc, time.monotonic() - started)
     RUNS[label] = run
     FIGURES.setdefault("runs_s", {})[label] = round(run.seconds, 1)
-    print(f"{label}: ansible-playbook {' '.join(args)} -> rc {run.returncode} in {run.seconds:.1f} s")
+    figure(f"drift: {label}: ansible-playbook {' '.join(args)} -> rc {run.returncode} in {run.seconds:.1f} s")
     return run
 
 
@@ -96,7 +96,7 @@ def figures() -> Iterator[None]:
     out = PROJECT / "reports" / "drift-figures.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print("drift scenario figures:\n" + json.dumps(FIGURES, indent=2, sort_keys=True))
+    figure("drift: figures " + json.dumps(FIGURES, sort_keys=True))
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def bad_runs(host, baseline) -> BadRuns:  # type: ignore[no-untyped-def]
     took = time.monotonic() - started
     FIGURES["bad_input"] = {"cases": len(BAD_INPUTS), "jobs": BAD_INPUT_JOBS, "total_s": round(took, 1),
                             "slowest_s": round(max(r.seconds for r in by_case.values()), 1)}
-    print(f"{len(BAD_INPUTS)} bad-input runs, {BAD_INPUT_JOBS} at a time: {took:.1f} s")
+    figure(f"drift: {len(BAD_INPUTS)} bad-input runs, {BAD_INPUT_JOBS} at a time: {took:.1f} s")
     return BadRuns(by_case, host_state(host))
 
 
@@ -467,7 +467,7 @@ def _exposure(text: str) -> float:
 def test_systemd_exposure(host, repair_run):
     exposure = systemd_exposure(host, "cosyvoice")
     FIGURES["systemd_exposure"] = {"deployed_unit": exposure}
-    print(f"systemd-analyze security cosyvoice: {exposure}")
+    figure(f"drift: systemd-analyze security cosyvoice: {exposure}")
     assert exposure <= 2.5
 
 
@@ -486,7 +486,7 @@ def test_systemd_exposure_of_a_gpu_host_unit(host, repair_run):
     gpu = _exposure(text)
     assert "DeviceAllow=char-nvidiactl rw" in unit and "PrivateUsers=yes" in unit, unit
     FIGURES["systemd_exposure"].update({"deployed_unit_offline": deployed, "gpu_host_unit_offline": gpu})
-    print(f"systemd-analyze security --offline: deployed unit {deployed}, GPU-host unit {gpu}")
+    figure(f"drift: systemd-analyze security --offline: deployed unit {deployed}, GPU-host unit {gpu}")
     assert gpu <= 2.5, text
 
 
@@ -541,7 +541,7 @@ def test_only_the_public_ports_answer(ip, repair_run):
                             "filtered": len(result.filtered), "errors": len(result.errors),
                             "seconds": round(result.seconds, 1), "timeout_s": result.timeout,
                             "window": result.window}
-    print(f"port scan of {ip}: open {result.open}, refused {result.refused}, "
+    figure(f"drift: port scan of {ip}: open {result.open}, refused {result.refused}, "
           f"{len(result.filtered)} filtered, in {result.seconds:.1f} s")
     assert result.open == [80, 443]
     assert set(result.refused) <= {22}, result.refused

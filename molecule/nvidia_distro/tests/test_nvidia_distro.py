@@ -20,28 +20,25 @@ PROJECT = Path(
     os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3])
 )
 
-DRIVER_PACKAGES = [
-    "nvidia-open-kernel-dkms",
-    "firmware-nvidia-gsp",
-    "nvidia-smi",
-    "libcuda1",
-    "libnvidia-cfg1",
-    "nvidia-persistenced",
-]
-
-
+# What molecule.yml asks for per Debian release: the archive's driver branch and
+# the module flavour it can install (open is unsatisfiable on Debian 12).
 BRANCHES = {"12": "535", "13": "550"}
+FLAVOURS = {"12": "proprietary", "13": "open"}
+MODULE_PACKAGE = {"proprietary": "nvidia-kernel-dkms", "open": "nvidia-open-kernel-dkms"}
+DKMS_MODULE = {"proprietary": "nvidia-current", "open": "nvidia-current-open"}
+COMMON_PACKAGES = ["firmware-nvidia-gsp", "nvidia-smi", "libcuda1", "libnvidia-cfg1", "nvidia-persistenced"]
 
 
 @pytest.fixture(scope="module")
-def release(host) -> tuple[str, str]:
-    """(codename, driver branch of the Debian archive) of the target."""
+def release(host) -> tuple[str, str, str]:
+    """(codename, driver branch of the Debian archive, kernel-module flavour) of the target."""
     info = dict(
         line.split("=", 1)
         for line in host.file("/etc/os-release").content_string.splitlines()
         if "=" in line
     )
-    return info["VERSION_CODENAME"], BRANCHES[info["VERSION_ID"].strip('"')]
+    version = info["VERSION_ID"].strip('"')
+    return info["VERSION_CODENAME"], BRANCHES[version], FLAVOURS[version]
 
 
 def _filters():
@@ -63,11 +60,16 @@ def test_apt_components_enabled(host, release) -> None:
         assert f"n={codename},l=Debian,c={component}," in policy, component
 
 
-@pytest.mark.parametrize("name", DRIVER_PACKAGES)
+@pytest.mark.parametrize("name", ["module", *COMMON_PACKAGES])
 def test_driver_package_installed_on_branch(host, release, name: str) -> None:
-    package = host.package(name)
+    package = host.package(MODULE_PACKAGE[release[2]] if name == "module" else name)
     assert package.is_installed
     assert package.version.startswith(release[1] + "."), package.version
+
+
+def test_only_the_chosen_module_flavour_installed(host, release) -> None:
+    other = "open" if release[2] == "proprietary" else "proprietary"
+    assert not host.package(MODULE_PACKAGE[other]).is_installed
 
 
 def test_headless_no_x11_and_no_host_kernel_headers(host) -> None:
@@ -82,7 +84,7 @@ def test_headless_no_x11_and_no_host_kernel_headers(host) -> None:
 def test_dkms_registered_but_nothing_built(host, release) -> None:
     """The honest container outcome: module source added to DKMS, no build for the host kernel."""
     status = host.check_output("dkms status")
-    assert f"nvidia-current-open/{release[1]}." in status
+    assert f"{DKMS_MODULE[release[2]]}/{release[1]}." in status
     assert "added" in status
     assert "installed" not in status
 
@@ -146,7 +148,7 @@ def test_load_step_without_a_built_module_says_why(host) -> None:
     assert host.file("/run/nvidia-distro-boot-marker").exists
 
 
-def test_load_step_reports_a_module_that_does_not_load(host) -> None:
+def test_load_step_reports_a_module_that_does_not_load(host, release) -> None:
     """With a module 'installed' (fake modinfo) but unloadable, modprobe's error is reported."""
     fake = "/usr/local/sbin/modinfo"
     host.run(f"printf '#!/bin/sh\\necho 535.261.03\\n' > {fake} && chmod 755 {fake}")
@@ -157,7 +159,7 @@ def test_load_step_reports_a_module_that_does_not_load(host) -> None:
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert "modprobe nvidia failed" in out, out
-    assert "Module nvidia-current-open not found" in out, out
+    assert f"Module {DKMS_MODULE[release[2]]} not found" in out, out
     assert "dmesg" in out, out
     assert host.file("/run/nvidia-distro-boot-marker").exists
     assert not host.file(fake).exists

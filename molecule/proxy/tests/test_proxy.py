@@ -22,7 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.lib.gradio_api import synthesize, wav_stats  # noqa: E402
-from tests.lib.targets import ansible_playbook, container_ip  # noqa: E402
+from tests.lib.targets import ansible_playbook, container_ip, figure  # noqa: E402
 
 CERT = "/etc/nginx/ssl/cosyvoice/cosyvoice.crt"
 KEY = "/etc/nginx/ssl/cosyvoice/cosyvoice.key"
@@ -215,7 +215,7 @@ def test_overhead(host):
     out = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "reports" / "proxy-overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    figure("proxy: " + json.dumps(figures, sort_keys=True))
     assert figures["proxy_keepalive"]["p50_ms"] < 50, figures
 
 

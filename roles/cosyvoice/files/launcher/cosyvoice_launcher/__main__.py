@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     sd_notify(f"STATUS=loading engine {cfg.engine}")
     try:
-        engine = load_engine(cfg.engine, model_dir=cfg.model_dir, voice=cfg.espeak_voice, fp16=cfg.fp16)
+        engine = load_engine(cfg.engine, model_dir=cfg.model_dir, voice=cfg.espeak_voice, fp16=cfg.fp16,
+                             wetext_dir=cfg.wetext_dir, require_text_frontend=cfg.require_text_frontend)
     except (SynthesisError, OSError) as exc:
         log.error("engine %s failed to load: %s", cfg.engine, exc)
         return 4

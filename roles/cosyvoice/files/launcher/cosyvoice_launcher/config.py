@@ -33,6 +33,8 @@ class Config:
     espeak_voice: str = "en-us"
     fp16: bool = False
     title: str = "CosyVoice3"
+    wetext_dir: str | None = None
+    require_text_frontend: bool = True
 
     @property
     def health_path(self) -> str:
@@ -112,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-text-length", type=int, default=2000)
     ap.add_argument("--espeak-voice", default="en-us")
     ap.add_argument("--fp16", action="store_true", help="half precision (engine cosyvoice, GPU only)")
+    ap.add_argument("--wetext-dir", help="staged wetext grammars (engine cosyvoice): no ModelScope request at start")
+    ap.add_argument("--allow-no-text-frontend", action="store_true",
+                    help="serve even when neither ttsfrd nor wetext loads (text is then not normalised)")
     ap.add_argument("--title", default="CosyVoice3")
     return ap
 
@@ -136,4 +141,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         espeak_voice=ns.espeak_voice,
         fp16=ns.fp16,
         title=ns.title,
+        wetext_dir=ns.wetext_dir,
+        require_text_frontend=not ns.allow_no_text_frontend,
     )

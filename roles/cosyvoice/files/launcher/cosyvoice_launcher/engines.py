@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import subprocess
 import wave
@@ -25,6 +26,8 @@ MODES: dict[str, str] = {
     "cross_lingual": "Cross-lingual clone (跨语种复刻)",
     "instruct": "Instruct (自然语言控制)",
 }
+log = logging.getLogger("cosyvoice_launcher")
+
 END_OF_PROMPT = "<|endofprompt|>"
 SYSTEM_PROMPT = "You are a helpful assistant."
 
@@ -109,7 +112,7 @@ class CosyVoiceEngine:
     name = "cosyvoice"
 
     def __init__(self, model_dir: str, fp16: bool = False, auto_model: Callable[..., Any] | None = None,
-                 seed_fn: Callable[[int], None] | None = None) -> None:
+                 seed_fn: Callable[[int], None] | None = None, require_text_frontend: bool = True) -> None:
         if auto_model is None:  # pragma: no cover - needs the real package
             from cosyvoice.cli.cosyvoice import AutoModel as auto_model
             from cosyvoice.utils.common import set_all_random_seed as seed_fn
@@ -118,6 +121,21 @@ class CosyVoiceEngine:
         self._seed = seed_fn or (lambda _seed: None)
         names = {cls.__name__ for cls in type(self.model).__mro__}
         self.generation = 3 if "CosyVoice3" in names else 2 if "CosyVoice2" in names else 1
+        loader = getattr(auto_model, "__module__", "?") + "." + getattr(auto_model, "__name__", "?")
+        log.info("model %s loaded by %s as %s (sample rate %d Hz)", model_dir, loader,
+                 type(self.model).__name__, self.sample_rate)
+        # Upstream falls back to no text normalisation without a word when ttsfrd and wetext
+        # both fail (no resources, no hub, wrong permissions): numbers and symbols are then
+        # read out wrongly. That is a deployment fault: say so and refuse to serve.
+        self.text_frontend = str(getattr(getattr(self.model, "frontend", None), "text_frontend", "") or "")
+        if self.text_frontend:
+            log.info("text frontend: %s", self.text_frontend)
+        elif require_text_frontend:
+            raise SynthesisError("no text frontend is available (neither ttsfrd nor wetext loaded; see the "
+                                 "messages above). Re-run the cosyvoice role to stage the wetext resources, "
+                                 "or start with --allow-no-text-frontend")
+        else:
+            log.warning("text frontend: NONE (text is not normalised; --allow-no-text-frontend)")
 
     def speakers(self) -> list[str]:
         return list(self.model.list_available_spks()) or [""]
@@ -191,11 +209,19 @@ class EspeakEngine:
         return self._speak(req.text, voice, req.speed)
 
 
-def load_engine(engine: str, *, model_dir: str | None = None, voice: str = "en-us", fp16: bool = False) -> Engine:
+def load_engine(engine: str, *, model_dir: str | None = None, voice: str = "en-us", fp16: bool = False,
+                wetext_dir: str | None = None, require_text_frontend: bool = True) -> Engine:
     if engine == "espeak":
         return EspeakEngine(voice=voice)
     if engine == "cosyvoice":
         if not model_dir:
             raise SynthesisError("engine cosyvoice needs a model directory")
-        return CosyVoiceEngine(model_dir, fp16=fp16)
+        if wetext_dir:
+            from .textnorm import TextNormError, use_local_wetext
+
+            try:
+                use_local_wetext(wetext_dir)
+            except TextNormError as exc:
+                raise SynthesisError(str(exc)) from None
+        return CosyVoiceEngine(model_dir, fp16=fp16, require_text_frontend=require_text_frontend)
     raise SynthesisError(f"unknown engine {engine!r}")
