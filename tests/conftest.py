@@ -1,4 +1,4 @@
-"""Shared pytest setup: import paths for the filter plugins and the launcher."""
+"""Shared pytest setup: the project root on sys.path, then tests.lib's import paths."""
 
 from __future__ import annotations
 
@@ -7,8 +7,5 @@ from pathlib import Path
 
 # The launcher is copied to hosts as-is: never leave __pycache__ in the role.
 sys.dont_write_bytecode = True
-
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / "filter_plugins", ROOT / "roles" / "cosyvoice" / "files" / "launcher"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tests.lib  # noqa: E402,F401  (sets the import paths)

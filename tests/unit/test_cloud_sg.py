@@ -7,27 +7,17 @@ ec2_security_group_info answers captured from moto_server (trimmed to the keys u
 from __future__ import annotations
 
 import copy
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "filter_plugins" / "cloud_sg.py"
-    spec = importlib.util.spec_from_file_location("cloud_sg_filters", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-cs = _load()
+from ansible_collections.cosyvoice.deploy.plugins.filter import cloud_sg as cs  # noqa: E402
 
 INSTANCE: dict[str, Any] = {
     "instance_id": "i-851a6795ddd2e365c",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cosyvoice_endpoint import (
+from ansible_collections.cosyvoice.deploy.plugins.filter.cosyvoice_endpoint import (
     EndpointError,
     FilterModule,
     build_url,

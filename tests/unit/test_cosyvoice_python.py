@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cosyvoice_python import (
+from ansible_collections.cosyvoice.deploy.plugins.filter.cosyvoice_python import (
     PythonEnvError,
     filter_requirements,
     install_command,

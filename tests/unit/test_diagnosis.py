@@ -7,12 +7,10 @@ where the layer depends on it (tests/unit/data/{ss,systemctl,cgroup}/).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -21,17 +19,10 @@ _ROOT = Path(__file__).resolve().parents[2]
 _DATA = Path(__file__).resolve().parent / "data"
 
 
-def _load(name: str, file: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, _ROOT / "filter_plugins" / file)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-ls = _load("cosyvoice_verify_listeners", "listeners.py")
-dg = _load("cosyvoice_verify_diagnosis", "diagnosis.py")
+from ansible_collections.cosyvoice.deploy.plugins.filter import listeners as ls  # noqa: E402
+from ansible_collections.cosyvoice.deploy.plugins.filter import diagnosis as dg  # noqa: E402
 
 PUBLIC = "172.17.0.5"
 APP_PID = 812

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -14,16 +12,9 @@ _ROOT = Path(__file__).resolve().parents[2]
 _DATA = Path(__file__).resolve().parent / "data"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cosyvoice_verify_listeners", _ROOT / "filter_plugins" / "listeners.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-ls = _load()
+from ansible_collections.cosyvoice.deploy.plugins.filter import listeners as ls  # noqa: E402
 
 
 def sample(name: str) -> str:

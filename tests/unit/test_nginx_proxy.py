@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 _PLUGIN = Path(__file__).resolve().parents[2] / "filter_plugins" / "nginx_proxy.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nginx_proxy_filters", _PLUGIN)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-np = _load()
+from ansible_collections.cosyvoice.deploy.plugins.filter import nginx_proxy as np  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -3,21 +3,18 @@ the repository files roles/nvidia_driver renders for each supported distribution
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 _ROOT = Path(__file__).resolve().parents[2]
-_PLUGIN = _ROOT / "filter_plugins" / "nvidia.py"
 _DATA = Path(__file__).resolve().parent / "data" / "nvidia"
 
 # What roles/nvidia_driver/vars/main.yml queries (kept in step by test_role_queries_default_fields).
@@ -36,16 +33,7 @@ FIELDS = [
 ]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nvidia_filters", _PLUGIN)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-nv = _load()
+from ansible_collections.cosyvoice.deploy.plugins.filter import nvidia as nv  # noqa: E402
 
 
 def sample(name: str) -> str:
@@ -445,7 +433,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     env.update(
         ANSIBLE_CONFIG=str(tmp / "none.cfg"),
         ANSIBLE_ROLES_PATH=str(_ROOT / "roles"),
-        ANSIBLE_FILTER_PLUGINS=str(_ROOT / "filter_plugins"),
+        ANSIBLE_COLLECTIONS_PATH=str(_ROOT / "collections"),
         ANSIBLE_INJECT_FACT_VARS="false",
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_LOCAL_TEMP=str(tmp / "local"),

@@ -6,11 +6,9 @@ Debian 12 containers (see the README there).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -19,16 +17,9 @@ _PLUGIN = Path(__file__).resolve().parents[2] / "filter_plugins" / "os_firewall.
 DATA = Path(__file__).resolve().parent / "data" / "os_firewall"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("os_firewall_filters", _PLUGIN)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-fw = _load()
+from ansible_collections.cosyvoice.deploy.plugins.filter import os_firewall as fw  # noqa: E402
 
 
 def sample(name: str) -> str:

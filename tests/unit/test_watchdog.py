@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles" / "cosyvoice" / "files" / "watchdog"))
-import cosyvoice_watchdog as wd  # noqa: E402
+import cosyvoice_watchdog as wd  # roles/cosyvoice/files/watchdog, on sys.path through tests/conftest.py
 
 
 def test_healthy_resets_the_count():

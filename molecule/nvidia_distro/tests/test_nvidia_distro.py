@@ -8,13 +8,16 @@ reported as such, not faked.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+import tests.lib  # noqa: E402,F401  (collection import path)
+from ansible_collections.cosyvoice.deploy.plugins.filter import nvidia  # noqa: E402
 
 PROJECT = Path(
     os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3])
@@ -41,14 +44,6 @@ def release(host) -> tuple[str, str, str]:
     return info["VERSION_CODENAME"], BRANCHES[version], FLAVOURS[version]
 
 
-def _filters():
-    spec = importlib.util.spec_from_file_location(
-        "nvidia_filters_distro", PROJECT / "filter_plugins" / "nvidia.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_apt_components_enabled(host, release) -> None:
@@ -112,7 +107,7 @@ def test_real_nvidia_smi_error_is_classified(host) -> None:
     """The installed nvidia-smi, without a kernel module, gives the error the role classifies."""
     result = host.run("nvidia-smi --query-gpu=index,name --format=csv,noheader,nounits")
     assert result.rc != 0
-    error = _filters().nvidia_smi_error(result.stdout + result.stderr)
+    error = nvidia.nvidia_smi_error(result.stdout + result.stderr)
     assert error is not None and error["kind"] == "no_driver", (
         result.stdout + result.stderr
     )

@@ -42,7 +42,9 @@ fi
 model="$root/models/Fun-CosyVoice3-0.5B"
 if [ ! -d "$model" ]; then
   mkdir -p "$model/CosyVoice-BlankEN"
-  for f in cosyvoice3.yaml llm.pt flow.pt hift.pt campplus.onnx speech_tokenizer_v3.onnx CosyVoice-BlankEN/config.json; do
+  for f in cosyvoice3.yaml llm.pt flow.pt hift.pt campplus.onnx speech_tokenizer_v3.onnx \
+           CosyVoice-BlankEN/config.json CosyVoice-BlankEN/model.safetensors CosyVoice-BlankEN/tokenizer_config.json \
+           CosyVoice-BlankEN/vocab.json CosyVoice-BlankEN/merges.txt; do
     echo "fixture placeholder, not model weights" > "$model/$f"
   done
 fi
