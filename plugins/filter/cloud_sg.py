@@ -28,6 +28,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
+
 #: Protocols the public ports may use (what cosyvoice_endpoint.public_ports can contain).
 PORT_PROTOCOLS: tuple[str, ...] = ("tcp", "udp")
 
@@ -40,13 +42,7 @@ _AWS_DESC_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW
 
 def _network(value: str, version: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     """Parse ``value`` as a canonical network of the given IP version, else None."""
-    try:
-        net = ipaddress.ip_network(str(value), strict=True)
-    except ValueError:
-        return None
-    if net.version != version or str(net) != str(value):
-        return None
-    return net
+    return netshape.network(str(value), version=version, canonical=True)
 
 
 def cloud_sg_invalid_cidrs(values: Any, version: int = 4) -> list[str]:
@@ -63,10 +59,7 @@ def cloud_sg_invalid_cidrs(values: Any, version: int = 4) -> list[str]:
 
 def cloud_sg_canonical_cidr(value: str) -> str:
     """Return the canonical spelling of a network (for the fix suggested in messages)."""
-    try:
-        return str(ipaddress.ip_network(str(value), strict=False))
-    except ValueError:
-        return "<not an IP network>"
+    return netshape.suggested_network(value) or "<not an IP network>"
 
 
 def cloud_sg_cidr_hints(values: Any, version: int = 4) -> str:
@@ -78,11 +71,7 @@ def cloud_sg_cidr_hints(values: Any, version: int = 4) -> str:
 
 def cloud_sg_is_ip(value: Any) -> bool:
     """True when ``value`` is a literal IPv4 or IPv6 address (not a host name)."""
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        return False
-    return True
+    return netshape.is_ip(value)
 
 
 def cloud_sg_invalid_ports(ports: Any) -> list[str]:
@@ -98,12 +87,11 @@ def cloud_sg_invalid_ports(ports: Any) -> list[str]:
         if not isinstance(entry, Mapping):
             problems.append(f"item {index} is not a mapping: {entry!r}")
             continue
-        port = entry.get("port")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            problems.append(f"item {index}: port must be an integer 1-65535, got {port!r}")
-        proto = entry.get("proto", "tcp")
-        if proto not in PORT_PROTOCOLS:
-            problems.append(f"item {index}: proto must be one of {', '.join(PORT_PROTOCOLS)}, got {proto!r}")
+        faults = netshape.port_entry_faults(dict(entry), PORT_PROTOCOLS, allow_text=False)
+        if "port" in faults:
+            problems.append(f"item {index}: port must be an integer 1-65535, got {entry.get('port')!r}")
+        if "proto" in faults:
+            problems.append(f"item {index}: proto must be one of {', '.join(PORT_PROTOCOLS)}, got {entry.get('proto')!r}")
     return problems
 
 

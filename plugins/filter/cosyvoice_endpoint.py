@@ -9,15 +9,12 @@ and verify layers read it (see docs/CONVENTIONS.md).
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Any
+
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
 
 EXPOSURES = ("local", "direct", "proxy")
 LOOPBACK = "127.0.0.1"
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
 
 
 try:  # an Ansible error shows as a clean task failure; plain ValueError outside Ansible
@@ -30,35 +27,10 @@ class EndpointError(_Base):  # type: ignore[valid-type,misc]
     """Invalid input; the message names the variable to fix."""
 
 
-def is_ip(value: Any) -> bool:
-    try:
-        ipaddress.ip_address(str(value))
-        return True
-    except ValueError:
-        return False
-
-
-def is_host(value: Any) -> bool:
-    """An IP address or a DNS hostname (all-numeric names such as 300.1.1.1 are neither)."""
-    if not isinstance(value, str):
-        return False
-    if is_ip(value):
-        return True
-    return bool(_HOSTNAME.match(value)) and not re.fullmatch(r"[0-9.]+", value)
-
-
-def is_loopback(value: Any) -> bool:
-    if value == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(str(value)).is_loopback
-    except ValueError:
-        return False
-
-
-def url_host(host: str) -> str:
-    """Bracket IPv6 literals for URLs: 2001:db8::1 -> [2001:db8::1]."""
-    return f"[{host}]" if is_ip(host) and ipaddress.ip_address(host).version == 6 else host
+is_ip = netshape.is_ip
+is_host = netshape.is_host
+is_loopback = netshape.is_loopback
+url_host = netshape.url_host
 
 
 def normalize_root_path(value: Any) -> str:
@@ -78,13 +50,16 @@ def build_url(scheme: str, host: str, port: int | None, path: str = "/") -> str:
 
 
 def _port(value: Any, name: str) -> int:
+    port = netshape.port_number(value)
+    if port is not None:
+        return port
     try:
-        port = int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise EndpointError(f"{name} must be a port number, got {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise EndpointError(f"{name} must be within 1-65535, got {port}")
-    return port
+    if netshape.port_number(number) is None:
+        raise EndpointError(f"{name} must be within 1-65535, got {number}")
+    return number
 
 
 def cosyvoice_endpoint(

@@ -35,6 +35,8 @@ import json
 import re
 from typing import Any
 
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
+
 LABEL = "os_firewall"
 ANY_V4 = "0.0.0.0/0"
 ANY_V6 = "::/0"
@@ -56,15 +58,7 @@ _PURPOSE_UNSAFE = re.compile(r"[^A-Za-z0-9 _.:/-]+")
 # --------------------------------------------------------------------------
 def _as_port(value: Any) -> int | None:
     """The port number in `value`, or None when it is not an integer 1-65535."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    else:
-        return None
-    return number if 1 <= number <= 65535 else None
+    return netshape.port_number(value)
 
 
 def port_problems(ports: Any, var: str = "os_firewall_allowed_ports") -> list[str]:
@@ -99,12 +93,7 @@ def admin_port_problems(ports: Any, var: str = "os_firewall_extra_admin_ports") 
 
 
 def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return ipaddress.ip_network(value.strip(), strict=True)
-    except ValueError:
-        return None
+    return netshape.network(value)
 
 
 def cidr_problems(cidrs: Any, var: str = "os_firewall_allowed_cidrs") -> list[str]:
@@ -116,13 +105,8 @@ def cidr_problems(cidrs: Any, var: str = "os_firewall_allowed_cidrs") -> list[st
     for index, value in enumerate(cidrs):
         if _network(value) is not None:
             continue
-        hint = ""
-        if isinstance(value, str):
-            try:
-                loose = ipaddress.ip_network(value.strip(), strict=False)
-                hint = f" (host bits are set: did you mean {loose}?)"
-            except ValueError:
-                pass
+        loose = netshape.suggested_network(value) if isinstance(value, str) else None
+        hint = f" (host bits are set: did you mean {loose}?)" if loose else ""
         problems.append(f"{var}[{index}] = {value!r} is not a valid CIDR{hint}. {fix}")
     return problems
 
