@@ -50,12 +50,16 @@ def release(host) -> dict[str, str]:
         for line in host.file("/etc/os-release").content_string.splitlines()
         if "=" in line
     )
-    branch, cuda_distro, key_file = RELEASES[info["VERSION_ID"].strip('"')]
+    version = info["VERSION_ID"].strip('"')
+    branch, cuda_distro, key_file = RELEASES[version]
     return {
         "codename": info["VERSION_CODENAME"],
+        "version": version,
         "branch": branch,
         "cuda_distro": cuda_distro,
         "key_file": key_file,
+        # The module flavour the distro archive can install (open is unsatisfiable on 12).
+        "modules": "proprietary" if version == "12" else "open",
     }
 
 
@@ -108,6 +112,7 @@ def test_gpu_path_in_check_mode_changes_nothing(host, release) -> None:
         "nvidia_driver_detect_override": [H100_LSPCI],
         "nvidia_driver_source": "distro",
         "nvidia_driver_branch": release["branch"],
+        "nvidia_driver_kernel_modules": release["modules"],
     }
     result = run_play("--check", "--diff", "-e", json.dumps(extra))
     out = result.stdout + result.stderr
@@ -247,3 +252,21 @@ def test_cuda_repo_branch_not_packaged_fails_clearly(
     packages = host.check_output("dpkg-query -W -f='${Package}\\n'").split()
     assert not [p for p in packages if "nvidia" in p]
     assert not host.file("/etc/modprobe.d/blacklist-nouveau.conf").exists
+
+
+def test_debian12_distro_open_modules_refused_in_preflight(host, release) -> None:
+    """nvidia-open-kernel-dkms on Debian 12 cannot be installed (GSP firmware version skew)."""
+    if release["version"] != "12":
+        pytest.skip("Debian 12 only")
+    extra = {
+        "nvidia_driver_detect_override": [H100_LSPCI],
+        "nvidia_driver_source": "distro",
+        "nvidia_driver_branch": release["branch"],
+        "nvidia_driver_kernel_modules": "open",
+    }
+    result = run_play("--check", "-e", json.dumps(extra))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "nvidia-open-kernel-dkms stays at 535.261.03" in out, out
+    assert "Set nvidia_driver_kernel_modules=proprietary" in out, out
+    assert "changed=0" in out, out  # refused in validation, before any task that changes the host
