@@ -35,6 +35,7 @@ images: host
 lint: venv
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production --strict .
+	$(BIN)/python scripts/role-docs --check
 
 # Unit tests (filters, launcher, watchdog) and the AWS role against moto_server
 # on 127.0.0.1 (tests/aws); no containers needed.

@@ -256,6 +256,31 @@ def test_validate_rejects_bad_input():
     assert recap_changed(result.stdout) == 0
 
 
+# --------------------------------------------------------------------------- wiring: inventory values
+
+
+def test_inventory_value_of_a_settable_wired_variable_takes_effect(host, ip):
+    """nginx_proxy_server_names from the inventory (here -e) wins over the derived names (--check --diff)."""
+    result = run_playbook("--check", "--diff", "-e", json.dumps({"nginx_proxy_server_names": ["tts.example.test", ip]}))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert "nginx_proxy_server_names (from the inventory)" in out, out[-4000:]
+    assert re.search(r"^\+\s*server_name tts\.example\.test " + re.escape(ip) + ";", out, re.MULTILINE), out[-4000:]
+    site = host.file("/etc/nginx/sites-available/cosyvoice.conf").content_string
+    assert "tts.example.test" not in site  # --check changed nothing
+
+
+def test_inventory_value_of_a_derived_variable_fails_in_preflight_with_its_name(host):
+    before = host.file("/etc/nginx/sites-available/cosyvoice.conf").content_string
+    result = run_playbook("-e", "nginx_proxy_upstream_port=9999")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert ("nginx_proxy_upstream_port is set in the inventory, but site.yml derives it from cosyvoice_server_port "
+            "(it would be 7860 here). Remove nginx_proxy_upstream_port and set cosyvoice_server_port instead.") in out, out[-3000:]
+    assert "Wiring | Refuse inventory values" in out
+    assert host.file("/etc/nginx/sites-available/cosyvoice.conf").content_string == before
+
+
 # --------------------------------------------------------------------------- switching exposure (runs last)
 
 
