@@ -35,6 +35,8 @@ class Config:
     title: str = "CosyVoice3"
     wetext_dir: str | None = None
     require_text_frontend: bool = True
+    cache_max_files: int = 200
+    cache_max_age_s: int = 3600
 
     @property
     def health_path(self) -> str:
@@ -117,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--wetext-dir", help="staged wetext grammars (engine cosyvoice): no ModelScope request at start")
     ap.add_argument("--allow-no-text-frontend", action="store_true",
                     help="serve even when neither ttsfrd nor wetext loads (text is then not normalised)")
+    ap.add_argument("--cache-max-files", type=int, default=200,
+                    help="audio files (uploads and results) kept in Gradio's cache at most")
+    ap.add_argument("--cache-max-age", type=int, default=3600, help="seconds an audio file is kept at most")
     ap.add_argument("--title", default="CosyVoice3")
     return ap
 
@@ -125,9 +130,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     ns = build_parser().parse_args(argv)
     if ns.engine == "cosyvoice" and not ns.model_dir:
         raise ConfigError("--model-dir is required with --engine cosyvoice")
-    for name in ("queue_size", "concurrency_limit", "max_text_length"):
+    for name in ("queue_size", "concurrency_limit", "max_text_length", "cache_max_files"):
         if getattr(ns, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if ns.cache_max_age < 60:
+        raise ConfigError("--cache-max-age must be at least 60 (seconds): clients need time to fetch their audio")
     return Config(
         host=check_host(ns.host),
         port=check_port(ns.port),
@@ -143,4 +150,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         title=ns.title,
         wetext_dir=ns.wetext_dir,
         require_text_frontend=not ns.allow_no_text_frontend,
+        cache_max_files=ns.cache_max_files,
+        cache_max_age_s=ns.cache_max_age,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import threading
 import time
 from typing import Any
 
@@ -15,17 +15,46 @@ from fastapi.responses import JSONResponse
 
 from .config import Config, join_path
 from .engines import MODES, Engine, Request, SynthesisError, check_request
+from .hygiene import ForwardedHost, SelfContainedPage, prune_cache
 
 log = logging.getLogger("cosyvoice_launcher")
+
+
+# System fonts only: the default theme imports Source Sans Pro from fonts.googleapis.com.
+THEME = gr.themes.Default(
+    font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Noto Sans", "Noto Sans CJK SC", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Noto Sans Mono", "monospace"],
+)
+
+
+def cache_dir() -> str:
+    return os.environ.get("GRADIO_TEMP_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gradio")
+
+
+def start_cache_pruner(cfg: Config, every_s: float = 60.0) -> threading.Thread:
+    """Prune Gradio's cache (prompts people upload, audio the service returns) in the background."""
+
+    def loop() -> None:
+        while True:
+            deleted, kept = prune_cache(cache_dir(), cfg.cache_max_files, cfg.cache_max_age_s)
+            if deleted:
+                log.info("cache: deleted %d old audio files, %d kept (max %d files, %d s)",
+                         deleted, kept, cfg.cache_max_files, cfg.cache_max_age_s)
+            time.sleep(every_s)
+
+    thread = threading.Thread(target=loop, name="cache-pruner", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_blocks(cfg: Config, engine: Engine) -> gr.Blocks:
     speakers = engine.speakers()
     mode_choices = [(label, key) for key, label in MODES.items()]
-    out_dir = tempfile.mkdtemp(prefix="cosyvoice-out-")
 
     def synthesize(text: str, mode: str, speaker: str, prompt_text: str, prompt_wav: str | None,
-                   instruct_text: str, seed: float, speed: float) -> str:
+                   instruct_text: str, seed: float, speed: float) -> tuple[int, Any]:
+        import numpy as np
+
         req = Request(text=text or "", mode=mode, speaker=speaker or "", prompt_text=prompt_text or "",
                       prompt_wav=prompt_wav, instruct_text=instruct_text or "", seed=int(seed or 0),
                       speed=float(speed or 1.0))
@@ -35,14 +64,14 @@ def build_blocks(cfg: Config, engine: Engine) -> gr.Blocks:
             audio = engine.synthesize(req)
         except SynthesisError as exc:
             raise gr.Error(str(exc)) from None
-        fd, path = tempfile.mkstemp(suffix=".wav", dir=out_dir)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(audio.to_wav())
         log.info("synthesised %.1f s of audio (mode %s, %d chars) in %.2f s",
                  audio.seconds, req.mode, len(req.text), time.monotonic() - started)
-        return path
+        # Gradio writes the WAV into its own cache (GRADIO_TEMP_DIR), which the pruner bounds.
+        return audio.sample_rate, np.frombuffer(audio.pcm16, dtype="<i2")
 
-    with gr.Blocks(title=cfg.title, analytics_enabled=False) as blocks:
+    # delete_cache: Gradio's own sweep by age; start_cache_pruner adds the count limit.
+    sweep = (max(60, min(600, cfg.cache_max_age_s)), cfg.cache_max_age_s)
+    with gr.Blocks(title=cfg.title, analytics_enabled=False, theme=THEME, delete_cache=sweep) as blocks:
         gr.Markdown(f"## {cfg.title}\nEngine: **{engine.name}** · sample rate {engine.sample_rate} Hz")
         text = gr.Textbox(label="Text to synthesise (输入合成文本)", lines=3,
                           value="Hello! This voice comes from your own server.")
@@ -78,19 +107,22 @@ def build_app(cfg: Config, engine: Engine) -> FastAPI:
 
     for path in {"/healthz", cfg.health_path}:
         app.add_api_route(path, healthz, methods=["GET", "HEAD"], include_in_schema=False)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app,
         build_blocks(cfg, engine),
         path="" if cfg.root_path == "/" else cfg.root_path,
-        # Gradio 5.4 builds wrong file URLs (".../grad/gradio_api/file=") without an explicit root_path;
-        # with it, "/" answers 307 -> "//" (harmless: browsers and clients follow it).
-        root_path=cfg.root_path,
+        # At "/" no root_path: with root_path="/" FastAPI answers "/" with 307 -> "//" and assets
+        # load from "//assets". ForwardedHost gives Gradio the host for its file URLs instead.
+        root_path=None if cfg.root_path == "/" else cfg.root_path,
         auth=list(cfg.auth) or None,
         auth_message="CosyVoice3: please log in" if cfg.auth else None,
         ssr_mode=False,
         show_error=True,
         max_file_size="20mb",
     )
+    app.add_middleware(SelfContainedPage)
+    app.add_middleware(ForwardedHost)
+    return app
 
 
 def serve(cfg: Config, engine: Engine, sock: Any, on_ready: Any) -> None:
@@ -98,5 +130,6 @@ def serve(cfg: Config, engine: Engine, sock: Any, on_ready: Any) -> None:
     config = uvicorn.Config(app, log_level="info", proxy_headers=True, forwarded_allow_ips="127.0.0.1",
                             timeout_keep_alive=30, access_log=False)
     server = uvicorn.Server(config)
+    start_cache_pruner(cfg)
     on_ready(f"http://{cfg.host}:{cfg.port}{join_path(cfg.root_path, '')}")
     server.run(sockets=[sock])
