@@ -1,4 +1,5 @@
-"""Unit tests for filter_plugins/os_firewall.py.
+"""Unit tests for plugins/filter/os_firewall.py: input checks, the rules the role writes, and the
+thin status filters over module_utils/firewall_*.py (whose own tests are tests/unit/test_firewall_*.py).
 
 Samples in tests/unit/data/os_firewall/ are real command output captured from
 Debian 12 containers (see the README there).
@@ -7,19 +8,15 @@ Debian 12 containers (see the README there).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-_PLUGIN = Path(__file__).resolve().parents[2] / "filter_plugins" / "os_firewall.py"
+from ansible_collections.cosyvoice.deploy.plugins.filter import os_firewall as fw
+
 DATA = Path(__file__).resolve().parent / "data" / "os_firewall"
-
-
-
-
-from ansible_collections.cosyvoice.deploy.plugins.filter import os_firewall as fw  # noqa: E402
+FIREWALLD_SERVICES = ("dhcpv6-client", "os-firewall-admin", "ssh", "os-firewall-allowed", "http")
 
 
 def sample(name: str) -> str:
@@ -32,6 +29,11 @@ def tcp(*numbers: int) -> list[dict[str, Any]]:
 
 def by_port(state: dict[str, Any]) -> dict[tuple[int, str], dict[str, Any]]:
     return {(p["port"], p["proto"]): p for p in state["ports"]}
+
+
+def firewalld_services() -> dict[str, str]:
+    """`firewall-cmd --info-service=NAME` of every service the sample zone uses."""
+    return {name: sample(f"firewalld_info_service_{name}.txt") for name in FIREWALLD_SERVICES}
 
 
 # ---------------------------------------------------------------- input checks
@@ -240,8 +242,7 @@ def test_firewalld_stale_touches_only_the_roles_services() -> None:
 def test_firewalld_status_of_a_real_zone() -> None:
     """public zone with the role's services plus hand-made ports and rich rules."""
     ports = [*tcp(22, 7860, 8080, 5432, 80, 9999), {"port": 6005, "proto": "udp"}, {"port": 546, "proto": "udp"}]
-    section = fw._sections(sample("status_probe_firewalld.txt"))["firewalld"]
-    state = fw.firewalld_status(section, ports)
+    state = fw.firewalld_status(sample("firewalld_list_all_public.txt"), ports, firewalld_services())
     assert state["active"] is True and state["managed"] is True and state["default_incoming"] == "reject"
     result = by_port(state)
     # `rule family="ipv4" source address="192.0.2.0/24" drop` blocks that network from every port.
@@ -256,34 +257,32 @@ def test_firewalld_status_of_a_real_zone() -> None:
 
 
 def test_firewalld_status_without_hand_made_rules() -> None:
-    dump = "\n".join(
-        line
-        for line in fw._sections(sample("status_probe_firewalld.txt"))["firewalld"].splitlines()
-        if "192.0.2.0/24" not in line
+    listing = "\n".join(
+        line for line in sample("firewalld_list_all_public.txt").splitlines() if "192.0.2.0/24" not in line
     )
-    result = by_port(fw.firewalld_status(dump, tcp(22, 7860, 7861)))
+    result = by_port(fw.firewalld_status(listing, tcp(22, 7860, 7861), firewalld_services()))
     assert result[(22, "tcp")]["families"] == {"ipv4": "any", "ipv6": "any"}
     assert result[(7860, "tcp")]["families"] == {"ipv4": "any", "ipv6": "any"}
     assert result[(7861, "tcp")]["allowed"] is False
 
 
 def test_firewalld_deny_rich_rule_wins_over_a_port() -> None:
-    dump = (
-        "### zone public\npublic\n  target: default\n  ports: 80/tcp\n  rich rules: \n"
+    listing = (
+        "public\n  target: default\n  ports: 80/tcp\n  rich rules: \n"
         '\trule family="ipv4" port port="80" protocol="tcp" drop\n'
     )
-    result = by_port(fw.firewalld_status(dump, tcp(80)))
+    result = by_port(fw.firewalld_status(listing, tcp(80)))
     assert result[(80, "tcp")]["families"] == {"ipv4": "none", "ipv6": "any"}
 
 
 def test_firewalld_accept_target_allows_everything() -> None:
-    dump = "### zone trusted\ntrusted\n  target: ACCEPT\n  services: \n"
-    assert fw.firewalld_status(dump, tcp(12345))["ports"][0]["scope"] == "any"
+    listing = "trusted\n  target: ACCEPT\n  services: \n"
+    assert fw.firewalld_status(listing, tcp(12345))["ports"][0]["scope"] == "any"
 
 
 def test_firewalld_unknown_service_is_unknown() -> None:
-    dump = "### zone public\npublic\n  target: default\n  services: mystery\n"
-    assert fw.firewalld_status(dump, tcp(80))["ports"][0]["allowed"] is None
+    listing = "public\n  target: default\n  services: mystery\n"
+    assert fw.firewalld_status(listing, tcp(80))["ports"][0]["allowed"] is None
 
 
 # ---------------------------------------------------------------- nftables
@@ -389,47 +388,32 @@ def test_nft_unreadable_output_is_unknown() -> None:
     assert fw.nft_status("not json", tcp(80))["ports"][0]["allowed"] is None
 
 
-# ---------------------------------------------------------------- whole host
-def _probe(uid: str = "0", firewalld: str = "inactive", **sections: str) -> str:
-    text = f"#### os_firewall probe\nuid: {uid}\nfirewalld: {firewalld}\n"
-    for name, body in sections.items():
-        text += f"#### os_firewall {name.replace('_', '-')}\n{body}\n"
-    return text
+# ---------------------------------------------------------------- status helpers
+def test_no_firewall_and_unknown_status() -> None:
+    assert fw.no_firewall_status(tcp(7860))["ports"][0]["allowed"] is True
+    unknown = fw.unknown_status(tcp(7860), "no root")
+    assert unknown["ports"][0] == {
+        "port": 7860,
+        "proto": "tcp",
+        "allowed": None,
+        "scope": "unknown",
+        "families": {"ipv4": "unknown", "ipv6": "unknown"},
+        "reason": "no root",
+    }
 
 
-def test_host_status_prefers_firewalld_when_running() -> None:
-    state = fw.host_status(sample("status_probe_firewalld.txt"), tcp(8080, 9999))
-    assert state["backend"] == "firewalld"
-    assert state["allowed_ports"] == [{"port": 8080, "proto": "tcp"}]
-
-
-def test_host_status_reads_active_ufw() -> None:
-    text = _probe(
-        ufw_status=sample("ufw_status_verbose.txt"),
-        ufw_rules=sample("ufw_user_rules.txt"),
-        nft=sample("nft_ruleset_iptables_nft_ufw.json"),
-    )
-    state = fw.host_status(text, tcp(22, 1234))
-    assert state["backend"] == "ufw"
-    assert state["allowed_ports"] == [{"port": 22, "proto": "tcp"}]
-
-
-def test_host_status_falls_back_to_nftables() -> None:
-    state = fw.host_status(sample("status_probe_nftables.txt"), tcp(7860, 9999))
-    assert state["backend"] == "nftables"
-    assert state["allowed_ports"] == [{"port": 7860, "proto": "tcp"}]
-
-
-def test_host_status_without_any_firewall() -> None:
-    state = fw.host_status(_probe(), tcp(7860))
-    assert state["backend"] == "none" and state["active"] is False
-    assert state["allowed_ports"] == [{"port": 7860, "proto": "tcp"}]
-
-
-def test_host_status_without_root_is_unknown() -> None:
-    state = fw.host_status(_probe(uid="1000"), tcp(7860))
-    assert state["backend"] == "unknown" and state["ports"][0]["allowed"] is None
-    assert "become" in state["ports"][0]["reason"]
+def test_status_filters_have_the_shape_of_the_fact() -> None:
+    state = fw.nft_status(sample("nft_ruleset_os_firewall.json"), tcp(7860))
+    assert {
+        "backend",
+        "active",
+        "managed",
+        "default_incoming",
+        "allowed_ports",
+        "ports",
+        "foreign_blocks",
+        "posture",
+    } <= set(state)
 
 
 def test_filters_are_registered() -> None:
@@ -438,5 +422,14 @@ def test_filters_are_registered() -> None:
         "os_firewall_port_problems",
         "os_firewall_cidr_problems",
         "os_firewall_rules",
-        "os_firewall_host_status",
+        "os_firewall_unique_ports",
+        "os_firewall_admin_ports",
+        "os_firewall_ufw_tuples",
+        "os_firewall_ufw_stale",
+        "os_firewall_firewalld_rich_rules",
+        "os_firewall_firewalld_stale",
+        "os_firewall_ufw_status",
+        "os_firewall_firewalld_status",
+        "os_firewall_nft_status",
     } <= set(names)
+    assert "os_firewall_host_status" not in names  # the private probe format is gone: use os_firewall_facts
