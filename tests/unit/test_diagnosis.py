@@ -1,4 +1,4 @@
-"""Unit tests for filter_plugins/diagnosis.py: which layer is named, with which cause and fix.
+"""Unit tests for plugins/filter/diagnosis.py: which layer is named, with which cause and fix.
 
 Evidence is built the way the verify role builds it, from real command output
 where the layer depends on it (tests/unit/data/{ss,systemctl,cgroup}/).
@@ -9,20 +9,16 @@ from __future__ import annotations
 import copy
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[2]
+from ansible_collections.cosyvoice.deploy.plugins.filter import diagnosis as dg
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import listeners as ls
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import systemd as sd
+
 _DATA = Path(__file__).resolve().parent / "data"
-
-
-
-
-from ansible_collections.cosyvoice.deploy.plugins.filter import listeners as ls  # noqa: E402
-from ansible_collections.cosyvoice.deploy.plugins.filter import diagnosis as dg  # noqa: E402
 
 PUBLIC = "172.17.0.5"
 APP_PID = 812
@@ -157,7 +153,7 @@ def test_local_exposure_needs_no_remote_checks() -> None:
 def real_direct() -> dict[str, Any]:
     """The converged molecule/verify host, from its real ss, cgroup and systemctl output."""
     ev = healthy_direct()
-    ev["service"]["properties"] = dg.systemctl_properties(data("systemctl/cosyvoice-active.txt"))
+    ev["service"]["properties"] = sd.parse_show(data("systemctl/cosyvoice-active.txt"))
     ev["listeners"] = ls.ss_listeners(data("ss/cosyvoice-direct-iproute2-6.1.txt"))
     ev["pid_units"] = ls.proc_cgroup_units(data("cgroup/cosyvoice-direct.txt"))
     return ev
@@ -172,7 +168,7 @@ def test_real_converged_host_passes() -> None:
 
 def test_real_stopped_service() -> None:
     ev = real_direct()
-    ev["service"]["properties"] = dg.systemctl_properties(data("systemctl/cosyvoice-stopped.txt"))
+    ev["service"]["properties"] = sd.parse_show(data("systemctl/cosyvoice-stopped.txt"))
     ev["listeners"], ev["pid_units"] = [], {}
     ev["health"] = {"status": -1, "msg": "<urlopen error [Errno 111] Connection refused>"}
     r = diagnose(ev)
@@ -191,7 +187,7 @@ def test_real_loopback_bind() -> None:
 
 def test_real_port_conflict_with_the_launchers_own_error() -> None:
     ev = real_direct()
-    ev["service"]["properties"] = dg.systemctl_properties(data("systemctl/cosyvoice-port-conflict.txt"))
+    ev["service"]["properties"] = sd.parse_show(data("systemctl/cosyvoice-port-conflict.txt"))
     ev["service"]["journal"] = data("systemctl/cosyvoice-port-conflict.journal.txt").splitlines()
     ev["listeners"] = ls.ss_listeners(data("ss/cosyvoice-port-conflict-iproute2-6.1.txt"))
     ev["pid_units"] = ls.proc_cgroup_units(data("cgroup/cosyvoice-port-conflict.txt"))
@@ -227,7 +223,7 @@ def test_service_stopped() -> None:
 
 def test_service_crash_loop_quotes_the_error_line() -> None:
     ev = healthy_direct()
-    ev["service"]["properties"] = dg.systemctl_properties(data("systemctl/crash-loop.txt"))
+    ev["service"]["properties"] = sd.parse_show(data("systemctl/crash-loop.txt"))
     ev["service"]["journal"] = data("systemctl/crash-loop.journal.txt").splitlines()
     ev["listeners"] = []
     ev["health"]["status"] = -1
@@ -263,7 +259,7 @@ def test_health_endpoint_failing_while_active() -> None:
 
 def test_no_unit_and_nothing_listening() -> None:
     ev = healthy_direct()
-    ev["service"]["properties"] = dg.systemctl_properties(data("systemctl/not-found.txt"))
+    ev["service"]["properties"] = sd.parse_show(data("systemctl/not-found.txt"))
     ev["listeners"] = []
     ev["health"]["status"] = -1
     r = diagnose(ev)
@@ -274,7 +270,7 @@ def test_no_unit_and_nothing_listening() -> None:
 def test_app_started_by_hand_is_only_a_warning() -> None:
     # A host this project did not deploy: `python3 app.py` in a shell, bound to 0.0.0.0.
     ev = healthy_direct()
-    ev["service"]["properties"] = dg.systemctl_properties(data("systemctl/not-found.txt"))
+    ev["service"]["properties"] = sd.parse_show(data("systemctl/not-found.txt"))
     ev["listeners"] = ls.ss_listeners(data("ss/http-server-squatter-iproute2-6.1.txt"))
     ev["pid_units"] = ls.proc_cgroup_units(data("cgroup/hybrid-bookworm-docker.txt"))
     r = diagnose(ev)
@@ -360,7 +356,7 @@ def test_proxy_nginx_on_loopback_only() -> None:
 def test_port_held_by_another_process_while_the_service_crash_loops() -> None:
     """The real case: `python3 -m http.server 7860` (squatter.service) holds the port, the unit crash-loops."""
     ev = healthy_direct()
-    ev["service"]["properties"] = dg.systemctl_properties(data("systemctl/crash-loop.txt"))
+    ev["service"]["properties"] = sd.parse_show(data("systemctl/crash-loop.txt"))
     ev["service"]["journal"] = data("systemctl/crash-loop.journal.txt").splitlines()
     ev["listeners"] = ls.ss_listeners(data("ss/http-server-squatter-iproute2-6.1.txt"))
     ev["pid_units"] = ls.proc_cgroup_units(data("cgroup/hybrid-bookworm-docker.txt"))
@@ -605,25 +601,97 @@ def test_missing_evidence_skips_instead_of_crashing() -> None:
         dg.cosyvoice_diagnose("nope")  # type: ignore[arg-type]
 
 
+# -- new probe facts ------------------------------------------------------------------
+
+def timed_out(phase: str) -> dict[str, Any]:
+    """The host_probe module's health result when the request timed out (samples: module_utils/health.py)."""
+    msg = "<urlopen error timed out>" if phase == "connect" else "timed out"
+    return {"url": "http://127.0.0.1:7860/healthz", "outcome": "timeout", "timeout_phase": phase, "status": -1,
+            "ok": False, "msg": msg, "attempts": 1, "waited": 0.0}
+
+
+def test_local_health_dropped_while_listening_is_a_packet_filter() -> None:
+    """Active, listening, and the host's own request gets no answer to its SYN: a DROP rule, not a dead service."""
+    ev = real_direct()
+    ev["health"] = timed_out("connect")
+    r = diagnose(ev)
+    assert (r["layer"], r["layer_number"], r["check"]) == ("os_firewall", 4, "os_firewall.local")
+    assert r["title"] == "Host firewall blocks the port"
+    assert "a packet filter on the host drops traffic to port 7860" in r["cause"]
+    assert "listens on 0.0.0.0:7860" in r["cause"] and "nft list ruleset" in r["fix"]
+    assert r["symptom"].startswith("connection timed out") and "防火墙未放行" in r["seed"]
+    st = statuses(r)
+    assert st["service.active"] == "ok" and st["service.health"] == "skip" and st["os_firewall"] == "ok"
+    assert "service" not in r["failed_layers"]
+
+
+@pytest.mark.parametrize(("health", "active"), [
+    (timed_out("read"), "active"),  # accepted but no answer: a hung process (SIGSTOP, deadlock)
+    ({"url": "http://127.0.0.1:7860/healthz", "outcome": "refused", "timeout_phase": "", "status": -1,
+      "msg": "<urlopen error [Errno 111] Connection refused>"}, "active"),
+    (timed_out("connect"), "activating"),  # not active: the service layer, as before
+])
+def test_other_local_health_failures_stay_with_the_service(health: dict[str, Any], active: str) -> None:
+    ev = real_direct()
+    ev["health"] = health
+    ev["service"]["properties"]["ActiveState"] = active
+    r = diagnose(ev)
+    assert r["layer"] == "service" and "os_firewall.local" not in statuses(r)
+
+
+def test_local_health_timeout_with_nothing_listening_is_the_service() -> None:
+    ev = real_direct()
+    ev["health"] = timed_out("connect")
+    ev["listeners"] = []
+    r = diagnose(ev)
+    assert (r["layer"], r["check"]) == ("service", "service.health")
+
+
+def test_unit_file_facts_ride_along_without_changing_the_diagnosis() -> None:
+    ev = real_direct()
+    props = sd.parse_show(data("systemctl/show-full-active.txt"))
+    ev["service"]["unit_file"] = sd.unit_file(props)
+    ev["service"]["properties"].update({k: v for k, v in props.items() if k in sd.DEFINITION_PROPERTIES})
+    ev["health"].update(outcome="ok", timeout_phase="", attempts=1, waited=0.0)
+    assert diagnose(ev) == diagnose(real_direct())
+
+
+# -- the tables ------------------------------------------------------------------------
+
+def test_findings_are_data_for_known_layers() -> None:
+    assert set(dg.FINDINGS) == set(dg.LAYER_IDS)
+    for layer, texts in dg.FINDINGS.items():
+        for key, text in texts.items():
+            check, _, outcome = key.partition(":")
+            assert check and outcome, key
+            assert text.status in (dg.OK, dg.FAIL, dg.WARN, dg.SKIP), key
+            if text.status in (dg.FAIL, dg.WARN):
+                assert text.fix, f"{layer} {key} has no fix"
+
+
+def test_every_check_comes_from_the_table() -> None:
+    """Each check a report lists has the texts of a FINDINGS entry of its own layer."""
+    keys = {(layer, key.partition(":")[0]) for layer, texts in dg.FINDINGS.items() for key in texts}
+    for ev in (healthy_direct(), healthy_proxy(), {"endpoint": endpoint("local")}):
+        for check in diagnose(ev)["checks"]:
+            base = re.sub(r"\.\d+$", "", check["id"])
+            assert (check["layer"], base) in keys, check
+
+
+def test_rule_functions_are_short() -> None:
+    """The rule engine stays readable: no function over 40 lines (classification is explicit, texts are data)."""
+    import ast
+    tree = ast.parse(Path(dg.__file__).read_text(encoding="utf-8"))
+    long = [(n.name, n.end_lineno - n.lineno + 1) for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 40]  # type: ignore[operator]
+    assert long == []
+
+
+def test_no_dynamic_loading() -> None:
+    assert "importlib" not in Path(dg.__file__).read_text(encoding="utf-8")
+
+
 # -- helpers the role uses -----------------------------------------------------------
-
-def test_systemctl_properties_real_samples() -> None:
-    props = dg.systemctl_properties(data("systemctl/transient-active.txt"))
-    assert props["ActiveState"] == "active" and props["MainPID"] == "49" and props["UnitFileState"] == "transient"
-    both = data("systemctl/crash-loop.txt") + "\n" + data("systemctl/not-found.txt")
-    listed = dg.systemctl_properties_list(both)
-    assert [p["LoadState"] for p in listed] == ["loaded", "not-found"]
-    assert listed[0]["SubState"] == "auto-restart" and listed[0]["ExecMainStatus"] == "3"
-    assert dg.systemctl_properties_list("") == []
-
-
-def test_verify_sections() -> None:
-    text = "### systemctl\nA=1\n\nB=2\n### ss\nLISTEN x\n### ss-failed 1\n### cgroup\n### journal\nline 1\n"
-    s = dg.verify_sections(text)
-    assert s["systemctl"] == "A=1\n\nB=2" and s["ss"] == "LISTEN x" and s["ss-failed"] == "1"
-    assert s["cgroup"] == "" and s["journal"] == "line 1"
-    assert dg.verify_sections("") == {"systemctl": "", "ss": "", "cgroup": "", "journal": ""}
-
 
 def test_probe_summary_keeps_no_request_data() -> None:
     refused = {"status": -1, "msg": "Status code was -1 and not [200, 401]: Request failed: <urlopen error [Errno 111] "
@@ -648,20 +716,7 @@ def test_probe_summary_keeps_no_request_data() -> None:
 
 def test_filters_are_registered() -> None:
     assert set(dg.FilterModule().filters()) == {
-        "cosyvoice_diagnose", "cosyvoice_diagnosis_text", "cosyvoice_diagnosis_json", "systemctl_properties",
-        "systemctl_properties_list", "cosyvoice_probe_summary", "verify_sections", "verify_health_line"}
-
-
-@pytest.mark.parametrize(("line", "status", "msg"), [
-    ("200 OK", 200, "OK"),
-    ("404 File not found", 404, "File not found"),
-    ("-1 <urlopen error [Errno 111] Connection refused>", -1, "<urlopen error [Errno 111] Connection refused>"),
-    ("", -1, "no answer from the host's probe (no python on the host?)"),
-    ("bash: line 3: : command not found", -1, "bash: line 3: : command not found"),
-])
-def test_verify_health_line(line: str, status: int, msg: str) -> None:
-    assert dg.verify_health_line(line, "http://127.0.0.1:7860/healthz") == {
-        "url": "http://127.0.0.1:7860/healthz", "status": status, "ok": status == 200, "msg": msg}
+        "cosyvoice_diagnose", "cosyvoice_diagnosis_text", "cosyvoice_diagnosis_json", "cosyvoice_probe_summary"}
 
 
 def test_no_http_answer_skips_the_login_checks() -> None:

@@ -1,20 +1,18 @@
-"""Unit tests for filter_plugins/listeners.py, on real `ss` output (tests/unit/data/ss/)."""
+"""Unit tests for plugins/module_utils/listeners.py (and the thin filters over it in
+plugins/filter/listeners.py), on real `ss` output (tests/unit/data/ss/) and cgroup files."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.errors import AnsibleFilterError
 
-_ROOT = Path(__file__).resolve().parents[2]
+from ansible_collections.cosyvoice.deploy.plugins.filter import listeners as ls_filters
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import listeners as ls
+
 _DATA = Path(__file__).resolve().parent / "data"
-
-
-
-
-from ansible_collections.cosyvoice.deploy.plugins.filter import listeners as ls  # noqa: E402
 
 
 def sample(name: str) -> str:
@@ -169,6 +167,36 @@ def test_proc_cgroup_units_pure_v2_and_sessions() -> None:
     assert ls.proc_cgroup_units(text.splitlines()) == ls.proc_cgroup_units(text)
 
 
-def test_filters_are_registered() -> None:
-    assert set(ls.FilterModule().filters()) == {
-        "ss_listeners", "listeners_on_port", "listener_reach", "listener_pids", "proc_cgroup_units"}
+def test_proc_cgroup_file_itself() -> None:
+    """/proc/<pid>/cgroup as the host_probe module reads it (no grep prefix)."""
+    text = (_DATA / "cgroup" / "proc-pid-cgroup-hybrid.txt").read_text(encoding="utf-8")
+    assert ls.cgroup_unit(text) == "demo.service"
+    assert ls.cgroup_unit("0::/system.slice/cosyvoice.service/worker\n") == "cosyvoice.service"
+    assert ls.cgroup_unit("0::/user.slice/user-0.slice/session-3.scope") == "session-3.scope"
+    assert ls.cgroup_unit("0::/docker/abc\n") == ""  # in no unit
+    assert ls.cgroup_unit("7:blkio:/docker/abc\n") is None  # only controller lines: says nothing
+    assert ls.cgroup_unit("") is None
+
+
+def test_tolerant_parsing_keeps_the_good_lines() -> None:
+    text = sample("probe-demo-iproute2-6.1.txt") + "LISTEN 0 128 0.0.0.0:ssh 0.0.0.0:*\n"
+    listeners, errors = ls.ss_listeners_tolerant(text)
+    assert [x["port"] for x in listeners] == [7860] and len(errors) == 1 and "non-numeric port" in errors[0]
+
+
+def test_port_holders() -> None:
+    listeners = ls.ss_listeners(sample("probe-demo-iproute2-6.1.txt"))
+    pid = listeners[0]["processes"][0]["pid"]
+    assert ls.port_holders(listeners, [7860, 7861], {str(pid): "demo.service"}) == [
+        {"port": 7860, "listening": True, "addresses": ["0.0.0.0:7860"],
+         "holders": [{"name": "python3", "pid": pid, "unit": "demo.service"}]},
+        {"port": 7861, "listening": False, "addresses": [], "holders": []}]
+
+
+def test_filters_are_registered_and_fail_cleanly() -> None:
+    filters = ls_filters.FilterModule().filters()
+    assert set(filters) == {"ss_listeners", "listeners_on_port", "listener_reach", "listener_pids", "proc_cgroup_units"}
+    assert filters["ss_listeners"](sample("probe-demo-iproute2-6.1.txt")) == ls.ss_listeners(
+        sample("probe-demo-iproute2-6.1.txt"))
+    with pytest.raises(AnsibleFilterError, match="non-numeric port"):
+        filters["ss_listeners"]("LISTEN 0 128 0.0.0.0:ssh 0.0.0.0:*")
