@@ -33,6 +33,11 @@ from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_model im
 )
 
 LEGACY_TOOLS = {"ipv4": "iptables-legacy", "ipv6": "ip6tables-legacy"}
+# The command that edits the rules of each source (removal commands name it).
+SOURCE_TOOLS = {
+    "iptables-legacy": LEGACY_TOOLS,
+    "iptables-nft": {"ipv4": "iptables-nft", "ipv6": "ip6tables-nft"},
+}
 BUILTIN_POLICIES = {"ACCEPT": Action.ACCEPT, "DROP": Action.DROP}
 TARGET_OPTIONS = ("-j", "--jump", "-g", "--goto")
 
@@ -287,7 +292,7 @@ def classify(rule: IptRule, packet: Packet, is_chain: Callable[[str], bool]) -> 
 # One address family of legacy iptables as a layer
 # --------------------------------------------------------------------------
 def rule_ref(rule: IptRule, table: str, family: str, source: str = "iptables-legacy") -> RuleRef:
-    tool = LEGACY_TOOLS[family]
+    tool = SOURCE_TOOLS[source][family]
     where = "" if table == "filter" else f" -t {table}"
     target = next((_first(opt) for opt in options(rule.args) if opt.name in TARGET_OPTIONS), None)
     return RuleRef(
@@ -305,11 +310,12 @@ def rule_ref(rule: IptRule, table: str, family: str, source: str = "iptables-leg
 class IptablesLayer(Layer):
     """The filter table's INPUT chain of one address family (and the chains it jumps to)."""
 
-    def __init__(self, family: str, tables: Dict[str, IptTable]) -> None:
+    def __init__(self, family: str, tables: Dict[str, IptTable], source: str = "iptables-legacy") -> None:
         self.family = family
         self.tables = tables
+        self.source = source
         self.refs = {
-            (name, chain): [rule_ref(rule, name, family) for rule in rules]
+            (name, chain): [rule_ref(rule, name, family, source) for rule in rules]
             for name, table in tables.items()
             for chain, rules in table.rules.items()
         }

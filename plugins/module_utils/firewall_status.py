@@ -58,7 +58,8 @@ class Probes:
     ufw_status: Optional[str] = None  # `ufw status verbose`; None: ufw is not installed
     ufw_rules: Optional[str] = None  # /etc/ufw/user.rules + user6.rules
     nft_json: Optional[str] = None  # `nft -j list ruleset`; None: nft is not installed
-    iptables_nft: Dict[str, str] = field(default_factory=dict)  # family -> iptables-nft-save (for xt rules)
+    # family -> iptables-nft-save: pairs xt rules with the nft JSON, or is the ruleset itself without nft
+    iptables_nft: Dict[str, str] = field(default_factory=dict)
     iptables_legacy: Dict[str, str] = field(default_factory=dict)  # family -> iptables-legacy-save
 
 
@@ -137,6 +138,12 @@ def read_kernel(probes: Probes) -> Kernel:
         tables = ipt.parse_save(probes.iptables_legacy.get(family))
         if ipt.has_rules(tables):
             kernel.legacy.append(ipt.IptablesLayer(family, tables))
+        # Without the nft tool (ufw hosts often lack it) iptables-nft-save shows the same
+        # nf_tables rules as iptables text: walk those instead of nothing.
+        if probes.nft_json is None:
+            tables = ipt.parse_save(probes.iptables_nft.get(family))
+            if ipt.has_rules(tables):
+                kernel.legacy.append(ipt.IptablesLayer(family, tables, source="iptables-nft"))
     return kernel
 
 

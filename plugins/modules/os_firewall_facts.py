@@ -299,21 +299,29 @@ def probe_ufw(host, probes):
     return "active" if ufw.parse_status(probes.ufw_status).active else "inactive"
 
 
+def read_iptables_nft(host, probes):
+    """iptables-nft-save / ip6tables-nft-save: the nf_tables rules as iptables text."""
+    for family, tool in NFT_COMPAT.items():
+        path = host.which(tool)
+        rc, text = host.run([path]) if path else (1, "")
+        if rc == 0:
+            probes.iptables_nft[family] = text
+
+
 def probe_nft(host, probes):
-    """`nft -j list ruleset` (and iptables-nft-save where it holds xt rules): 'read', 'absent' or 'failed'."""
+    """`nft -j list ruleset` (and iptables-nft-save where it holds xt rules): 'read', 'absent' or 'failed'.
+
+    Without the nft tool, iptables-nft-save is the view of the same rules."""
     cmd = host.which("nft")
     if not cmd:
+        read_iptables_nft(host, probes)
         return "absent"
     rc, out = host.run([cmd, "-j", "list", "ruleset"])
     if rc != 0:
         return "failed"
     probes.nft_json = out
     if '"xt"' in out:
-        for family, tool in NFT_COMPAT.items():
-            path = host.which(tool)
-            rc, text = host.run([path]) if path else (1, "")
-            if rc == 0:
-                probes.iptables_nft[family] = text
+        read_iptables_nft(host, probes)
     return "read"
 
 

@@ -136,6 +136,19 @@ def test_without_iptables_nft_save_the_native_rule_is_still_read() -> None:
     assert by_port(state)[7860]["scope"] == "none"
 
 
+def test_without_the_nft_tool_iptables_nft_save_is_the_ruleset() -> None:
+    """Debian's ufw hosts have iptables-nft but often no `nft`: the same rule, read as iptables text."""
+    probes = ufw_host()
+    probes.nft_json = None
+    state = host_status(probes, tcp(22, 7860))
+    port = by_port(state)[7860]
+    assert (port["allowed"], port["families"]["ipv4"]) == (False, "none")
+    [block] = state["foreign_blocks"]
+    assert (block["source"], block["chain"], block["verdict"]) == ("iptables-nft", "INPUT", "drop")
+    assert block["remove_command"] == "iptables-nft -D INPUT -p tcp -m tcp --dport 7860 -j DROP"
+    assert by_port(state)[22]["allowed"] is True
+
+
 def test_foreign_rules_next_to_the_roles_table() -> None:
     probes = Probes(
         nft_json=sample("nft_ruleset_os_firewall_foreign.json"),

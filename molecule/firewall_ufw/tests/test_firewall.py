@@ -55,7 +55,8 @@ def run_playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run one of the scenario's playbooks against molecule's inventory."""
     assert INVENTORY, "MOLECULE_INVENTORY_FILE is not set: run these tests through molecule"
     cmd = [_ansible_playbook(), "-i", INVENTORY, str(PLAYBOOKS / name), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
 
 
 def converge(extra: dict[str, Any] | None = None, *args: str) -> subprocess.CompletedProcess[str]:
@@ -227,3 +228,72 @@ def test_bad_input_fails_before_any_change(ruleset: Any) -> None:
         assert variable in output, f"{name}: {output}"
         assert recap_changed(output) == 0, f"{name}: {output}"
     assert ruleset() == before
+
+
+# Rules another tool puts in front of the managed firewall: an operator's `iptables -I` on the
+# ufw host (iptables-nft there), a table of its own on the nftables/firewalld hosts (no iptables).
+if BACKEND == "ufw":
+    FOREIGN_DROP = f"iptables -I INPUT -p tcp --dport {SERVICE_PORT} -j DROP"
+    FOREIGN_SSH = f"iptables -I INPUT -p tcp -m multiport --dports {SSH_PORT},{SERVICE_PORT} -j REJECT"
+    CLEANUP = [f"iptables -D INPUT -p tcp --dport {SERVICE_PORT} -j DROP",
+               f"iptables -D INPUT -p tcp -m multiport --dports {SSH_PORT},{SERVICE_PORT} -j REJECT"]
+    LIST_FOREIGN = "iptables -S INPUT"
+else:
+    _TABLE = "nft add table ip foreign; nft add chain ip foreign input '{ type filter hook input priority -5; }'"
+    FOREIGN_DROP = f"{_TABLE}; nft insert rule ip foreign input tcp dport {SERVICE_PORT} drop"
+    FOREIGN_SSH = f"{_TABLE}; nft add rule ip foreign input tcp dport '{{ {SSH_PORT}, {SERVICE_PORT} }}' reject"
+    CLEANUP = ["nft delete table ip foreign"]
+    LIST_FOREIGN = "nft list table ip foreign 2>/dev/null || true"
+
+
+def _flat(result: subprocess.CompletedProcess[str]) -> str:
+    return " ".join((result.stdout + result.stderr).split())
+
+
+@pytest.fixture(scope="module")
+def nft_tool(host: Any) -> None:
+    """Debian's firewalld uses libnftables without the nft tool; another tool's rules need it (test only)."""
+    if BACKEND != "ufw":
+        host.run_expect([0], "command -v nft || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables")
+
+
+def test_foreign_rule_is_reported_with_the_command_that_removes_it(host: Any, address: str, nft_tool: None) -> None:
+    """Default os_firewall_foreign_rules=report: the run fails naming the rule; its command works."""
+    host.run_expect([0], FOREIGN_DROP)
+    try:
+        assert not answers(address, SERVICE_PORT), "the foreign rule must really drop the port"
+        check = _flat(converge(None, "--check", "--diff"))
+        result = converge()
+        out = _flat(result)
+        assert result.returncode != 0, out
+        assert f"rule(s) outside the {BACKEND} configuration block allowed ports" in check, check
+        assert f"rule(s) outside the {BACKEND} configuration block allowed ports" in out, out
+        assert f"[{SERVICE_PORT}/tcp ipv4: `" in out, out
+        command = out.split("remove it with: ", 1)[1].split("]", 1)[0].strip()
+        host.run_expect([0], command)  # the fix the message gives
+        assert answers(address, SERVICE_PORT)
+        again = converge()
+        assert again.returncode == 0 and recap_changed(again.stdout) == 0, _flat(again)
+    finally:
+        for command in CLEANUP:
+            host.run(command)
+
+
+def test_foreign_rule_removed_when_asked_and_ssh_rules_left_alone(host: Any, address: str, nft_tool: None) -> None:
+    host.run_expect([0], FOREIGN_SSH)
+    host.run_expect([0], FOREIGN_DROP)  # in front of the REJECT
+    try:
+        result = converge({"os_firewall_foreign_rules": "remove"})
+        out = _flat(result)
+        rules = host.check_output(LIST_FOREIGN)
+        assert f"dport {SERVICE_PORT} drop" not in rules and f"--dport {SERVICE_PORT} -j DROP" not in rules, rules
+        # The rule that also matches SSH is never removed: the run fails naming it instead.
+        assert str(SSH_PORT) in rules, rules
+        assert result.returncode != 0, out
+        assert "remove it with: by hand (" in out, out
+    finally:
+        for command in CLEANUP:
+            host.run(command)
+    assert answers(address, SERVICE_PORT)
+    again = converge()
+    assert again.returncode == 0 and recap_changed(again.stdout) == 0, _flat(again)
