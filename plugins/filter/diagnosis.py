@@ -96,7 +96,7 @@ class Layer:
 
 
 LAYERS: tuple[Layer, ...] = (
-    Layer("service", "Service not running / crashed", "page does not open at all (页面完全打不开)",
+    Layer("service", "Service not running, crashed or not as deployed", "page does not open at all (页面完全打不开)",
           "服务未启动 -> ps aux | grep python; systemctl status; journalctl"),
     Layer("bind", "Listening on the wrong address or port", "only the server itself can open it (只能本机访问)",
           "server_name 错误 -> 修改为 0.0.0.0 并重启服务"),
@@ -165,6 +165,20 @@ FINDINGS: dict[str, dict[str, Text]] = {
             "{unit} is stopped ({active}/{sub}): it was stopped by hand or never started; "
             "nothing serves the UI (the seed's 服务未启动)",
             "systemctl enable --now {unit} (or re-run: ansible-playbook site.yml --tags cosyvoice)"),
+        "service.unit_file:not_collected": Text(SKIP, "definition of {unit} not collected"),
+        "service.unit_file:dropin": Text(
+            FAIL, "{unit} runs with drop-in(s) site.yml does not manage: {paths}",
+            "{path} overrides the managed unit {fragment} (`systemctl edit` style drift); the running command is: "
+            "{exec}",
+            "remove it: rm {paths} && systemctl daemon-reload && systemctl restart {unit}; or re-run "
+            "ansible-playbook site.yml --tags cosyvoice (the cosyvoice role removes drop-ins that are not listed in "
+            "cosyvoice_systemd_dropins_keep; list one there to keep it)",
+            symptom="the service does not behave as the inventory says (a local override wins)"),
+        "service.unit_file:user": Text(
+            FAIL, "{unit} runs as {user}, not {expected}",
+            "{unit} runs as user {user} although site.yml deploys it as {expected} ({where})",
+            "re-run ansible-playbook site.yml --tags cosyvoice to restore the managed unit"),
+        "service.unit_file:managed": Text(OK, "{unit} runs as defined in {fragment}{dropins}"),
         "service.enabled:enabled": Text(OK, "{unit} {state}"),
         "service.enabled:disabled": Text(
             FAIL, "{unit} is {state}: it will not start at boot",
@@ -270,6 +284,33 @@ FINDINGS: dict[str, dict[str, Text]] = {
             WARN, "{backend} allows {name} from some sources only ({reason})",
             "{name} is allowed only from some sources: {reason}",
             "fine if your users are among them; otherwise widen os_firewall's allowed sources"),
+        "os_firewall:foreign": Text(
+            FAIL, "a rule {backend} did not write drops {names}",
+            "{backend} allows {names}, but a rule another tool put into the kernel's packet filter drops it first: "
+            "`{rule}` ({source} {table} {chain}): clients' connections time out (显示\"连接超时\")",
+            "remove it: {remove}; or set os_firewall_foreign_rules=remove and re-run "
+            "ansible-playbook site.yml --tags firewall (the tool that added it may add it again)"),
+        "os_firewall.posture:inactive": Text(
+            FAIL, "the host firewall is not active ({backend})",
+            "no host firewall filters incoming traffic: every port a process listens on is open to whoever can "
+            "route to the host",
+            "re-run ansible-playbook site.yml --tags firewall (it enables and configures the firewall); if another "
+            "tool manages it, set verify_firewall_posture=warn"),
+        "os_firewall.posture:accepts": Text(
+            FAIL, "the host firewall's default incoming policy is {policy}",
+            "{backend} accepts incoming connections by default ({policy}): ports nobody opened on purpose are "
+            "reachable",
+            "re-run ansible-playbook site.yml --tags firewall (default deny incoming); by hand e.g. "
+            "ufw default deny incoming"),
+        "os_firewall.posture:ok": Text(OK, "{backend} active, default incoming {policy}"),
+        "os_firewall.posture:unknown": Text(SKIP, "firewall posture unknown (reading it needs root)"),
+        "os_firewall.exposed:open": Text(
+            FAIL, "port(s) {ports} answer from the controller although they are not public",
+            "{who} listen(s) on {ports} and the controller can connect: more is exposed than cosyvoice_endpoint's "
+            "public ports ({public})",
+            "close them: re-run ansible-playbook site.yml --tags firewall, or stop what listens there / bind it to "
+            "127.0.0.1"),
+        "os_firewall.exposed:closed": Text(OK, "other listening ports ({ports}) do not answer from the controller"),
         "os_firewall:allowed": Text(OK, "{backend} active, allows {names}"),
         "os_firewall.local:dropped": Text(
             FAIL, "{url} timed out on the host itself: a packet filter drops traffic to port {port}",
@@ -401,12 +442,15 @@ def _render(template: str, fields: dict[str, Any]) -> str:
     return template.format_map(fields) if template else ""
 
 
-def _finding(layer: str, key: str, cid: str = "", **fields: Any) -> dict[str, Any]:
-    """The check `cid` (default: the key's check id) of `layer`, with the texts of FINDINGS[layer][key]."""
+def _finding(layer: str, key: str, cid: str = "", downgrade: str = "", **fields: Any) -> dict[str, Any]:
+    """The check `cid` (default: the key's check id) of `layer`, with the texts of FINDINGS[layer][key].
+
+    `downgrade` replaces a failure's status (policy `warn`: reported, not failing)."""
     text = FINDINGS[layer][key]
-    item: dict[str, Any] = {"layer": layer, "id": cid or key.partition(":")[0], "status": text.status,
+    status = downgrade if downgrade and text.status == FAIL else text.status
+    item: dict[str, Any] = {"layer": layer, "id": cid or key.partition(":")[0], "status": status,
                             "summary": _render(text.summary, fields)}
-    if text.status in (FAIL, WARN):
+    if status in (FAIL, WARN):
         item["cause"] = _render(text.cause, fields) or item["summary"]
         item["fix"] = _render(text.fix, fields)
         for extra in ("symptom", "seed"):
@@ -465,6 +509,9 @@ class _Ctx:
 
     def _expected(self, exp: dict[str, Any], svc: dict[str, Any]) -> None:
         self.app_unit = unit_name(exp.get("app_unit") or svc.get("unit") or "cosyvoice")
+        self.unit_file = svc.get("unit_file") or {}
+        self.allowed_dropins = [str(x) for x in exp.get("app_dropins_allowed") or []]
+        self.expected_user = str(exp.get("app_user") or "")
         self.proxy_unit = unit_name(exp.get("proxy_unit") or "nginx")
         self.app_names = [str(x) for x in exp.get("app_process_names") or ["python3", "python"]]
         self.proxy_names = [str(x) for x in exp.get("proxy_process_names") or ["nginx"]]
@@ -548,6 +595,41 @@ def _active_outcome(props: dict[str, Any]) -> str:
     return "stopped"
 
 
+def _exec_text(unit_file: dict[str, Any]) -> str:
+    commands = unit_file.get("exec_start") or []
+    def text(cmd: dict[str, Any]) -> str:
+        argv = cmd.get("argv") or cmd.get("path", "")
+        return argv if isinstance(argv, str) else " ".join(str(a) for a in argv)
+
+    return " ; ".join(text(x) for x in commands if isinstance(x, dict)) or "?"
+
+
+def _unit_dropins(c: _Ctx) -> tuple[list[str], list[str]]:
+    """(drop-ins of the app's own unit not allowed, those allowed); global ones (service.d/) are not its drift."""
+    own = [str(p) for p in c.unit_file.get("drop_in_paths") or [] if f"/{c.app_unit}.d/" in str(p)]
+    return [p for p in own if p not in c.allowed_dropins], [p for p in own if p in c.allowed_dropins]
+
+
+def _unit_file_outcome(c: _Ctx) -> str:
+    """service.unit_file: not_collected | dropin | user | managed."""
+    if not c.unit_file or not c.unit_found:
+        return "not_collected"
+    if _unit_dropins(c)[0]:
+        return "dropin"
+    user = str(c.unit_file.get("user") or "root")
+    return "user" if c.expected_user and user != c.expected_user else "managed"
+
+
+def _unit_file_checks(c: _Ctx) -> list[dict[str, Any]]:
+    extra, kept = _unit_dropins(c)
+    uf = c.unit_file
+    return [_finding("service", f"service.unit_file:{_unit_file_outcome(c)}", unit=c.app_unit, paths=" ".join(extra),
+                     path=extra[0] if extra else "", fragment=uf.get("fragment_path") or "?", exec=_exec_text(uf),
+                     user=uf.get("user") or "root", expected=c.expected_user,
+                     where=uf.get("fragment_path") or "?",
+                     dropins=f" + kept drop-ins {', '.join(kept)}" if kept else "")]
+
+
 def _unit_checks(c: _Ctx) -> list[dict[str, Any]]:
     L = "service"
     outcome = _unit_outcome(c)
@@ -606,7 +688,8 @@ def _health_checks(c: _Ctx) -> list[dict[str, Any]]:
 
 
 def _service(c: _Ctx) -> list[dict[str, Any]]:
-    return _unit_checks(c) + _proxy_checks(c) + _health_checks(c)
+    unit_file = _unit_file_checks(c) if c.unit_found and c.svc_props else []
+    return _unit_checks(c) + unit_file + _proxy_checks(c) + _health_checks(c)
 
 
 # -- layer 2: bind ---------------------------------------------------------------------
@@ -754,6 +837,9 @@ def _firewall_port_checks(c: _Ctx, state: dict[str, Any], backend: str) -> list[
     verdicts = [(p, f"{p['port']}/{p['proto']}", *_port_verdict(state, detail, allowed, (p["port"], p["proto"])))
                 for p in c.public_ports]
     blocked = [v for v in verdicts if v[2] == "blocked"]
+    foreign = _foreign_blocks(state, blocked)
+    if foreign:
+        return [_foreign_check(backend, blocked, foreign[0])]
     if blocked:
         first = blocked[0][0]
         why = "; ".join(v[3] for v in blocked if v[3])
@@ -766,6 +852,60 @@ def _firewall_port_checks(c: _Ctx, state: dict[str, Any], backend: str) -> list[
     if fine and not checks:
         checks.append(_finding(L, "os_firewall:allowed", backend=backend, names=", ".join(fine)))
     return checks
+
+
+def _foreign_blocks(state: dict[str, Any], blocked: list[Any]) -> list[dict[str, Any]]:
+    """Rules other tools wrote that drop a blocked public port (os_firewall_facts' foreign_blocks)."""
+    ports = {(v[0]["port"], v[0]["proto"]) for v in blocked}
+    return [b for b in state.get("foreign_blocks") or []
+            if isinstance(b, dict) and (_int(b.get("port")), str(b.get("proto") or "tcp")) in ports]
+
+
+def _foreign_check(backend: str, blocked: list[Any], b: dict[str, Any]) -> dict[str, Any]:
+    remove = b.get("remove_command") or f"by hand ({b.get('kept_because') or 'the rule also matches SSH'})"
+    return _finding("os_firewall", "os_firewall:foreign", backend=backend, names=", ".join(v[1] for v in blocked),
+                    rule=b.get("rule", "?"), source=b.get("source", "?"), table=b.get("table", "?"),
+                    chain=b.get("chain", "?"), remove=remove)
+
+
+def _posture_outcome(state: dict[str, Any]) -> tuple[str, str]:
+    """os_firewall.posture: unknown | inactive | accepts | ok (with the default incoming policy)."""
+    p = state.get("posture") or {}
+    policy = str(p.get("default_incoming") or "unknown")
+    if p.get("firewall_active") is None:
+        return "unknown", policy
+    if p.get("firewall_active") is False:
+        return "inactive", policy
+    return ("accepts" if policy == "allow" else "ok"), policy
+
+
+def _exposed_checks(c: _Ctx, status: str) -> list[dict[str, Any]]:
+    """os_firewall.exposed: listening ports that are not public but answer from the controller."""
+    ex = c.remote.get("exposed") or {}
+    tried = {str(k): v for k, v in (ex.get("tried") or {}).items()}
+    if not c.remote.get("checked") or not ex.get("checked") or not tried:
+        return []
+    opened = sorted(int(port) for port, result in tried.items() if result == "open")
+    if not opened:
+        return [_finding("os_firewall", "os_firewall.exposed:closed", ports=", ".join(sorted(tried, key=int)))]
+    who = ", ".join(_proc(p, c.pid_units) for x in ex.get("listeners") or [] if x.get("port") in opened
+                    for p in x.get("processes", [])) or "processes"
+    public = ", ".join(f"{p['port']}/{p['proto']}" for p in c.public_ports) or "none"
+    return [_finding("os_firewall", "os_firewall.exposed:open", downgrade=status, ports=", ".join(map(str, opened)),
+                     who=who, public=public)]
+
+
+def _posture_checks(c: _Ctx) -> list[dict[str, Any]]:
+    """Security posture (verify_firewall_posture: fail | warn | off): firewall on, default deny, nothing extra open."""
+    fw = c.ev.get("firewall") or {}
+    policy, state = str(fw.get("posture_policy") or "fail"), fw.get("state") or {}
+    if policy == "off" or not fw.get("checked") or not state.get("posture"):
+        return []
+    status = WARN if policy == "warn" else ""
+    outcome, default = _posture_outcome(state)
+    check = _finding("os_firewall", f"os_firewall.posture:{outcome}", downgrade=status,
+                     backend=state.get("backend", "?"), policy=default)
+    return [check] + _exposed_checks(c, status)
 
 
 def _firewall_checks(c: _Ctx) -> list[dict[str, Any]]:
@@ -791,7 +931,7 @@ def _local_filter_checks(c: _Ctx) -> list[dict[str, Any]]:
 
 
 def _os_firewall(c: _Ctx) -> list[dict[str, Any]]:
-    return _firewall_checks(c) + _local_filter_checks(c)
+    return _firewall_checks(c) + _local_filter_checks(c) + _posture_checks(c)
 
 
 # -- layer 5: security group -------------------------------------------------------------------

@@ -80,6 +80,8 @@ WIRING: dict[str, Wire] = {
     "verify_service_name": Wire(lambda ep, c: c["service_name"], "cosyvoice_service_name"),
     "verify_auth_users": Wire(lambda ep, c: list(c["auth_users"]), "cosyvoice_auth_users", secret=True),
     "verify_report_dir": Wire(lambda ep, c: c["report_dir"], "the project's reports/ folder", settable=True),
+    "verify_service_user": Wire(lambda ep, c: c["service_user"], "cosyvoice_user"),
+    "verify_allowed_dropins": Wire(lambda ep, c: list(c["dropins_keep"]), "cosyvoice_systemd_dropins_keep"),
 }
 
 
@@ -93,6 +95,8 @@ def site_wiring(
     proxy_http_port: int = 80,
     proxy_https_port: int = 443,
     wired_before: Mapping[str, Any] | None = None,
+    service_user: str = "",
+    dropins_keep: list[str] | None = None,
 ) -> dict[str, Any]:
     """The wired values for one host, the inventory overrides taken, and the problems found.
 
@@ -102,7 +106,8 @@ def site_wiring(
     """
     ctx = {"inventory_hostname": inventory_hostname, "service_name": service_name,
            "auth_users": auth_users or [], "report_dir": report_dir,
-           "proxy_http_port": int(proxy_http_port), "proxy_https_port": int(proxy_https_port)}
+           "proxy_http_port": int(proxy_http_port), "proxy_https_port": int(proxy_https_port),
+           "service_user": service_user, "dropins_keep": dropins_keep or []}
     before = dict(wired_before or {})
     values: dict[str, Any] = {}
     problems: list[str] = []

@@ -647,13 +647,100 @@ def test_local_health_timeout_with_nothing_listening_is_the_service() -> None:
     assert (r["layer"], r["check"]) == ("service", "service.health")
 
 
-def test_unit_file_facts_ride_along_without_changing_the_diagnosis() -> None:
-    ev = real_direct()
-    props = sd.parse_show(data("systemctl/show-full-active.txt"))
+def _with_unit_file(ev: dict[str, Any], unit: str = "cosyvoice.service") -> dict[str, Any]:
+    """The real `systemctl show` sample (demo.service with two drop-ins, user demo) as the app's unit."""
+    sample = data("systemctl/show-full-active.txt").replace("demo.service", unit)
+    props = sd.parse_show(sample)
     ev["service"]["unit_file"] = sd.unit_file(props)
     ev["service"]["properties"].update({k: v for k, v in props.items() if k in sd.DEFINITION_PROPERTIES})
+    return ev
+
+
+def test_unit_file_of_the_managed_unit_is_ok() -> None:
+    ev = _with_unit_file(real_direct())
+    ev["expected"]["app_dropins_allowed"] = ev["service"]["unit_file"]["drop_in_paths"]
+    ev["expected"]["app_user"] = "demo"
     ev["health"].update(outcome="ok", timeout_phase="", attempts=1, waited=0.0)
-    assert diagnose(ev) == diagnose(real_direct())
+    out = diagnose(ev)
+    assert out["ok"], out["message"]
+    check = next(c for c in out["checks"] if c["id"] == "service.unit_file")
+    assert check["status"] == "ok" and "kept drop-ins" in check["summary"], check
+
+
+def test_a_drop_in_the_role_does_not_manage_is_named_with_its_file() -> None:
+    """The issue's `systemctl edit cosyvoice` case: the drop-in, not the inventory, is the cause."""
+    out = diagnose(_with_unit_file(real_direct()))
+    assert (out["layer"], out["check"]) == ("service", "service.unit_file"), out["message"]
+    drop = "/etc/systemd/system/cosyvoice.service.d/10-extra.conf"
+    assert out["cause"].startswith(f"{drop} overrides the managed unit /etc/systemd/system/cosyvoice.service")
+    assert "the running command is: /usr/bin/python3 -m http.server 7860 --bind 0.0.0.0" in out["cause"]
+    assert out["fix"].startswith(f"remove it: rm {drop} /etc/systemd/system/cosyvoice.service.d/override.conf "
+                                 "&& systemctl daemon-reload && systemctl restart cosyvoice.service")
+    assert "cosyvoice_systemd_dropins_keep" in out["fix"]
+
+
+def test_global_drop_ins_are_not_the_units_drift() -> None:
+    ev = _with_unit_file(real_direct())
+    ev["service"]["unit_file"]["drop_in_paths"] = ["/run/systemd/system/service.d/zzz-lxc-service.conf"]
+    assert diagnose(ev)["ok"]
+
+
+def test_a_unit_running_as_another_user() -> None:
+    ev = _with_unit_file(real_direct())
+    ev["expected"].update(app_dropins_allowed=ev["service"]["unit_file"]["drop_in_paths"], app_user="cosyvoice")
+    out = diagnose(ev)
+    assert (out["check"], out["cause"]) == ("service.unit_file", "cosyvoice.service runs as user demo although "
+                                            "site.yml deploys it as cosyvoice (/etc/systemd/system/cosyvoice.service)")
+
+
+FOREIGN_DROP = {"port": 7860, "proto": "tcp", "family": "ipv4", "source": "iptables-nft", "table": "filter",
+                "chain": "INPUT", "rule": "-A INPUT -p tcp -m tcp --dport 7860 -j DROP", "verdict": "drop",
+                "remove_command": "iptables-nft -D INPUT -p tcp -m tcp --dport 7860 -j DROP", "kept_because": None}
+
+
+def test_a_foreign_rule_that_drops_the_port_is_named_with_its_remove_command() -> None:
+    """The issue's `iptables -I INPUT -p tcp --dport 7860 -j DROP` next to ufw."""
+    ev = healthy_direct()
+    ev["firewall"]["state"].update(ports=[{"port": 7860, "proto": "tcp", "allowed": False, "scope": "none",
+                                           "reason": "dropped by a rule that ufw did not write"}],
+                                   foreign_blocks=[FOREIGN_DROP])
+    ev["health"].update(status=-1, ok=False, outcome="timeout", timeout_phase="connect", msg="timed out")
+    out = diagnose(ev)
+    assert (out["layer"], out["check"]) == ("os_firewall", "os_firewall"), out["message"]
+    assert "`-A INPUT -p tcp -m tcp --dport 7860 -j DROP` (iptables-nft filter INPUT)" in out["cause"]
+    assert out["fix"].startswith("remove it: iptables-nft -D INPUT -p tcp -m tcp --dport 7860 -j DROP;")
+    assert "service not running" not in out["message"].lower()
+
+
+@pytest.mark.parametrize(("posture", "check"), [
+    ({"firewall_active": False, "default_incoming": "unknown", "backend": "ufw"}, "no host firewall filters incoming"),
+    ({"firewall_active": True, "default_incoming": "allow", "backend": "ufw"}, "ufw accepts incoming connections"),
+])
+def test_firewall_posture_fails_unless_downgraded(posture: dict[str, Any], check: str) -> None:
+    """`ufw disable` / `ufw default allow incoming`: every layer works, but the host is exposed."""
+    ev = healthy_direct()
+    ev["firewall"]["state"]["posture"] = posture
+    out = diagnose(ev)
+    assert (out["layer"], out["check"]) == ("os_firewall", "os_firewall.posture"), out["message"]
+    assert check in out["message"]
+    ev["firewall"]["posture_policy"] = "warn"
+    warned = diagnose(ev)
+    assert warned["ok"] and [w["id"] for w in warned["warnings"]] == ["os_firewall.posture"]
+    ev["firewall"]["posture_policy"] = "off"
+    assert not any(c["id"].startswith("os_firewall.posture") for c in diagnose(ev)["checks"])
+
+
+def test_a_listening_port_that_is_not_public_must_not_answer_from_the_controller() -> None:
+    ev = healthy_direct()
+    ev["firewall"]["state"]["posture"] = {"firewall_active": True, "default_incoming": "deny", "backend": "ufw"}
+    ev["listeners"] += ss('LISTEN 0 5 0.0.0.0:9999 0.0.0.0:* users:(("python3",pid=777,fd=3))')
+    ev["remote"]["exposed"] = {"checked": True, "tried": {"9999": "open"},
+                               "listeners": [x for x in ev["listeners"] if x["port"] == 9999]}
+    out = diagnose(ev)
+    assert (out["check"], out["layer_number"]) == ("os_firewall.exposed", 4), out["message"]
+    assert out["cause"].startswith("python3 (pid 777) listen(s) on 9999 and the controller can connect")
+    ev["remote"]["exposed"]["tried"] = {"9999": "timeout"}
+    assert diagnose(ev)["ok"]
 
 
 # -- the tables ------------------------------------------------------------------------

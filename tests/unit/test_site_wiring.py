@@ -30,6 +30,7 @@ def test_every_wired_value_is_derived_when_the_inventory_sets_none():
     assert v["os_firewall_allowed_ports"] == PROXY["public_ports"] == v["cloud_security_group_ports"]
     assert v["verify_endpoint"] == PROXY and v["verify_auth_users"] == USERS
     assert v["verify_report_dir"] == "/repo/reports"
+    assert v["verify_service_user"] == "" and v["verify_allowed_dropins"] == []
 
 
 def test_direct_mode_has_no_proxy():

@@ -232,6 +232,101 @@ def test_firewall_blocks_the_port(host, reports: Path, name: str, ip: str) -> No
         assert statuses(report)["client.tcp.7860"] == "fail"  # the symptom, seen from the controller
 
 
+# -- drift outside the files the roles write -----------------------------------------------
+# Three changes made by hand on the deployed host, all at once, the way the issue found them:
+# a `systemctl edit` drop-in (--host 127.0.0.1), an `iptables -I ... -j DROP` outside ufw, and
+# `ufw disable`. Each is diagnosed on its own layer; `site.yml --check --diff` reports them;
+# one run repairs what the roles own and fails naming the foreign rule with a command that
+# works; after that command the next run passes with 0 changed.
+
+CONVERGE = str(Path(__file__).resolve().parents[1] / "converge.yml")
+DROPIN = "/etc/systemd/system/cosyvoice.service.d/override.conf"
+FOREIGN = f"iptables -I INPUT -p tcp --dport {PORT} -j DROP"
+
+
+def check(report: dict[str, Any], cid: str) -> dict[str, Any]:
+    return next(c for c in report["checks"] if c["id"] == cid)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split()).replace("''", "'")
+
+
+def test_dropin_override_is_named_with_its_file(host, reports: Path, name: str, ip: str) -> None:  # type: ignore[no-untyped-def]
+    host.check_output(f"mkdir -p {Path(DROPIN).parent} && {{ printf '[Service]\\nExecStart=\\n'; "
+                      f"sed -n '/^ExecStart=/,/[^\\\\]$/p' {UNIT} | sed 's/--host 0\\.0\\.0\\.0/--host 127.0.0.1/'; }} > {DROPIN}")
+    host.check_output("systemctl daemon-reload && systemctl restart cosyvoice")
+    wait_for(host, f"ss -H -tln 'sport = :{PORT}'", f"127.0.0.1:{PORT}")
+    proc, report, text = diagnose(reports, name)
+    assert_failed_at(proc, report, text, "service", 1)
+    assert report["check"] == "service.unit_file"
+    assert report["cause"].startswith(f"{DROPIN} overrides the managed unit {UNIT}"), report["cause"]
+    assert "--host 127.0.0.1" in report["cause"]
+    assert report["fix"].startswith(f"remove it: rm {DROPIN} && systemctl daemon-reload && systemctl restart")
+    assert check(report, "bind.public")["status"] == "fail"  # the symptom: loopback only
+
+
+def test_foreign_packet_filter_rule_is_named_not_a_crash(host, reports: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    host.check_output(FOREIGN)
+    _, report, _ = diagnose(reports, name)
+    fw = check(report, "os_firewall")
+    assert fw["status"] == "fail", fw
+    assert f"`-A INPUT -p tcp -m tcp --dport {PORT} -j DROP` (iptables-nft filter INPUT)" in fw["cause"], fw
+    assert fw["fix"].startswith(f"remove it: iptables-nft -D INPUT -p tcp -m tcp --dport {PORT} -j DROP;"), fw
+    assert check(report, "service.active")["status"] == "ok"  # not "crashed": it runs, packets are dropped
+    assert check(report, "os_firewall.local")["status"] == "fail"  # timed out on the host itself
+
+
+def test_firewall_switched_off_is_a_posture_failure(host, reports: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    host.check_output("ufw disable")
+    _, report, _ = diagnose(reports, name)
+    posture = check(report, "os_firewall.posture")
+    assert posture["status"] == "fail", posture
+    # ufw off: only the foreign iptables rule filters, and everything else is accepted.
+    assert posture["cause"].startswith("iptables accepts incoming connections by default (allow)"), posture
+    assert "--tags firewall" in posture["fix"]
+    _, warned, _ = diagnose(reports, name, "-e", "verify_firewall_posture=warn")
+    assert check(warned, "os_firewall.posture")["status"] == "warn"
+
+
+def test_check_diff_reports_every_drift_and_changes_nothing(host, name: str) -> None:  # type: ignore[no-untyped-def]
+    before = host.check_output(f"cat {DROPIN}; ufw status; iptables -S INPUT")
+    proc = ansible_playbook(CONVERGE, "--check", "--diff")
+    out = flat(proc.stdout + proc.stderr)
+    assert "Remove drop-ins this role does not manage" in out and DROPIN in out, out[-4000:]
+    assert f"path: {DROPIN} - state: file + state: absent" in out, out[-4000:]  # --diff of its removal
+    assert "Ufw | " in out and "changed: [" in out
+    assert "rule(s) outside the ufw configuration block allowed ports" in out, out[-4000:]
+    assert host.check_output(f"cat {DROPIN}; ufw status; iptables -S INPUT") == before
+
+
+def test_one_run_repairs_what_the_roles_own_and_names_the_foreign_rule(host, name: str) -> None:  # type: ignore[no-untyped-def]
+    proc = ansible_playbook(CONVERGE)
+    out = flat(proc.stdout + proc.stderr)
+    assert proc.returncode != 0, out[-4000:]
+    assert not host.file(DROPIN).exists  # the cosyvoice role removed the drop-in
+    assert f"0.0.0.0:{PORT}" in host.check_output(f"ss -H -tln 'sport = :{PORT}'")
+    assert "Status: active" in host.check_output("ufw status")  # os_firewall re-enabled ufw
+    assert f"[{PORT}/tcp ipv4: `-A INPUT -p tcp -m tcp --dport {PORT} -j DROP`" in out, out[-4000:]
+    command = out.split("remove it with: ", 1)[1].split("]", 1)[0].strip()
+    assert command == f"iptables-nft -D INPUT -p tcp -m tcp --dport {PORT} -j DROP"
+    host.check_output(command)
+
+
+def test_next_run_passes_with_nothing_changed(host, name: str, ip: str) -> None:  # type: ignore[no-untyped-def]
+    try:
+        wait_healthy(ip)
+        proc = ansible_playbook(CONVERGE)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+        assert changed(proc.stdout, name)[-1] == 0 and sum(changed(proc.stdout, name)) == 0, out[-3000:]
+        report = json.loads((PROJECT / "reports" / name / "report.json").read_text())
+        assert report["ok"], report["message"]
+    finally:
+        host.run(f"rm -f {DROPIN}; systemctl daemon-reload; ufw --force enable")
+        host.run(f"iptables -D INPUT -p tcp --dport {PORT} -j DROP")
+
+
 # -- and back -------------------------------------------------------------------------
 
 def test_host_is_healthy_again(reports: Path, name: str) -> None:
