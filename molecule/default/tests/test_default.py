@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.lib.browser import load_page  # noqa: E402
 from tests.lib.gradio_api import Client, synthesize, wav_stats  # noqa: E402
 from tests.lib.targets import container_ip, figure, systemd_exposure, tcp_open  # noqa: E402
 
@@ -136,3 +137,26 @@ def test_hung_process_is_restarted_by_the_watchdog(host, base_url):
     log = host.check_output(f"journalctl -t cosyvoice-watchdog --since '{since}' --no-pager")
     assert "restarting cosyvoice.service: health check failed 2 times in a row" in log
     assert took <= 5 * 2 + 2 * 2 + 15
+
+
+def test_the_page_loads_nothing_from_other_hosts(base_url, host):
+    """Headless Chromium: every request the page makes goes to the service (no fonts/CDN), no '//' URLs."""
+    seen = load_page(base_url)
+    own = base_url.split("/")[2]
+    assert seen.page_hosts == {own}, seen.page_hosts
+    assert seen.connections == {own}, seen.connections
+    assert seen.paths and not [p for p in seen.paths if p.startswith("//")], seen.paths
+    assert "gradio-app" in seen.dom
+
+
+def test_audio_cache_is_bounded(base_url, host):
+    """cosyvoice_cache_max_files=5, grace 2 s (molecule.yml): after 12 syntheses at most 5 old files remain,
+    plus the one the last request is still writing."""
+    cache = "/var/lib/cosyvoice/cache/gradio"
+    for i in range(12):
+        synthesize(base_url, f"cache bound test number {i}", login=LOGIN)
+    time.sleep(3)
+    synthesize(base_url, "one more, to prune", login=LOGIN)
+    files = [x for x in host.check_output(f"find {cache} -type f").splitlines() if x]
+    figure(f"default: audio cache after 13 syntheses: {len(files)} files (max 5 + 1 in flight)")
+    assert 1 <= len(files) <= 6, files

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.lib.browser import load_page  # noqa: E402
 from tests.lib.gradio_api import synthesize, wav_stats  # noqa: E402
 from tests.lib.targets import ansible_playbook, container_ip, figure  # noqa: E402
 
@@ -254,6 +255,16 @@ def test_validate_rejects_bad_input():
     assert result.returncode == 0, output[-4000:]
     assert re.search(r"rescued=7\b", result.stdout), output[-4000:]
     assert recap_changed(result.stdout) == 0
+
+
+def test_the_app_through_the_proxy_loads_nothing_from_other_hosts(ip):
+    """Headless Chromium, logged in through nginx: the whole app loads from the service only."""
+    user, password = USER
+    seen = load_page(f"https://{user}:{password}@{ip}/", ignore_certificate_errors=True)
+    assert seen.page_hosts == {ip}, seen.page_hosts
+    assert seen.connections == {f"{ip}:443"}, seen.connections
+    assert any(p.startswith("/assets/") for p in seen.paths), seen.paths
+    assert not [p for p in seen.paths if p.startswith("//")], seen.paths
 
 
 # --------------------------------------------------------------------------- wiring: inventory values

@@ -37,6 +37,7 @@ class Config:
     require_text_frontend: bool = True
     cache_max_files: int = 200
     cache_max_age_s: int = 3600
+    cache_grace_s: int = 60
 
     @property
     def health_path(self) -> str:
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cache-max-files", type=int, default=200,
                     help="audio files (uploads and results) kept in Gradio's cache at most")
     ap.add_argument("--cache-max-age", type=int, default=3600, help="seconds an audio file is kept at most")
+    ap.add_argument("--cache-grace", type=int, default=60,
+                    help="seconds a new audio file is never deleted (its client may still be fetching it)")
     ap.add_argument("--title", default="CosyVoice3")
     return ap
 
@@ -133,8 +136,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     for name in ("queue_size", "concurrency_limit", "max_text_length", "cache_max_files"):
         if getattr(ns, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-    if ns.cache_max_age < 60:
-        raise ConfigError("--cache-max-age must be at least 60 (seconds): clients need time to fetch their audio")
+    if not 1 <= ns.cache_grace <= ns.cache_max_age:
+        raise ConfigError("--cache-grace must be at least 1 and at most --cache-max-age (seconds)")
     return Config(
         host=check_host(ns.host),
         port=check_port(ns.port),
@@ -152,4 +155,5 @@ def parse_args(argv: list[str] | None = None) -> Config:
         require_text_frontend=not ns.allow_no_text_frontend,
         cache_max_files=ns.cache_max_files,
         cache_max_age_s=ns.cache_max_age,
+        cache_grace_s=ns.cache_grace,
     )

@@ -31,15 +31,19 @@ def cache_dir() -> str:
     return os.environ.get("GRADIO_TEMP_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gradio")
 
 
+def prune(cfg: Config) -> None:
+    deleted, kept = prune_cache(cache_dir(), cfg.cache_max_files, cfg.cache_max_age_s, min_age_s=cfg.cache_grace_s)
+    if deleted:
+        log.info("cache: deleted %d old audio files, %d kept (max %d files, %d s)",
+                 deleted, kept, cfg.cache_max_files, cfg.cache_max_age_s)
+
+
 def start_cache_pruner(cfg: Config, every_s: float = 60.0) -> threading.Thread:
     """Prune Gradio's cache (prompts people upload, audio the service returns) in the background."""
 
     def loop() -> None:
         while True:
-            deleted, kept = prune_cache(cache_dir(), cfg.cache_max_files, cfg.cache_max_age_s)
-            if deleted:
-                log.info("cache: deleted %d old audio files, %d kept (max %d files, %d s)",
-                         deleted, kept, cfg.cache_max_files, cfg.cache_max_age_s)
+            prune(cfg)
             time.sleep(every_s)
 
     thread = threading.Thread(target=loop, name="cache-pruner", daemon=True)
@@ -66,6 +70,7 @@ def build_blocks(cfg: Config, engine: Engine) -> gr.Blocks:
             raise gr.Error(str(exc)) from None
         log.info("synthesised %.1f s of audio (mode %s, %d chars) in %.2f s",
                  audio.seconds, req.mode, len(req.text), time.monotonic() - started)
+        prune(cfg)  # bounded at every request too, not only every minute
         # Gradio writes the WAV into its own cache (GRADIO_TEMP_DIR), which the pruner bounds.
         return audio.sample_rate, np.frombuffer(audio.pcm16, dtype="<i2")
 
