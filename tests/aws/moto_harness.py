@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible_collections.cosyvoice.deploy.plugins.filter.cosyvoice_endpoint import cosyvoice_endpoint
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -200,7 +201,10 @@ class Runner:
         args: tuple[str, ...] = (),
         **hostvars: Any,
     ) -> Result:
-        extra_vars: dict[str, Any] = {"cosyvoice_endpoint": {"public_ports": DIRECT_PORTS if ports is None else ports}}
+        # A whole endpoint as the cosyvoice role publishes it (the wiring derives the role's ports from it).
+        endpoint = cosyvoice_endpoint("direct", server_port=7860, public_address="203.0.113.7", auth=True)
+        endpoint["public_ports"] = DIRECT_PORTS if ports is None else ports
+        extra_vars: dict[str, Any] = {"cosyvoice_endpoint": endpoint}
         extra_vars.update(extra or {})
         cmd = [
             tool("ansible-playbook"),
