@@ -58,27 +58,37 @@ def server_name_problems(names: Any, variable: str = "nginx_proxy_server_names")
     return problems
 
 
+def _acme_name(name: Any) -> bool:
+    """A plain, fully qualified DNS name: what an ACME CA validates over http-01.
+
+    Single-label names (an inventory_hostname like gpu-1, which site.yml's wiring adds to the
+    server names) have no public suffix: Let's Encrypt refuses the whole order for them.
+    """
+    return server_name_kind(name) == "dns" and "." in name
+
+
 def acme_domain_problems(domains: Any, variable: str = "nginx_proxy_acme_domains") -> list[str]:
-    """ACME http-01 can only prove plain DNS names: no IP addresses, no wildcards."""
+    """ACME http-01 can only prove fully qualified DNS names: no IP addresses, wildcards or short names."""
     if not isinstance(domains, (list, tuple)) or not domains:
         return [
             (
                 f"{variable} is empty: nginx_proxy_tls_mode=acme needs at least one public DNS name that points at "
-                "this host (an IP address or a wildcard cannot be validated over http-01)"
+                "this host (an IP address, a wildcard or a name without a dot cannot be validated over http-01)"
             )
         ]
     return [
-        f"{variable}: {name!r} cannot be validated over ACME http-01; list plain DNS names only"
+        f"{variable}: {name!r} cannot be validated over ACME http-01; list fully qualified DNS names only "
+        "(tts.example.com)"
         for name in domains
-        if server_name_kind(name) != "dns"
+        if not _acme_name(name)
     ]
 
 
 def acme_domains(names: Any) -> list[str]:
-    """The plain DNS names among `names` (what certbot can get a certificate for)."""
+    """The fully qualified DNS names among `names` (what an ACME CA can issue a certificate for)."""
     if not isinstance(names, (list, tuple)):
         return []
-    return [n for n in names if server_name_kind(n) == "dns"]
+    return [n for n in names if _acme_name(n)]
 
 
 def subject_alt_names(names: Any) -> list[str]:
