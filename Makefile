@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help venv host images lint unit molecule test demo demo-destroy clean
 
 help:
-	@echo "make demo    - deploy the stack into a local systemd container and print its URL"
+	@echo "make demo    - deploy the stack into a local systemd container and print its URL (ARGS='-e var=value')"
 	@echo "make test    - lint, unit tests, every molecule scenario (what CI runs)"
 	@echo "make lint | unit | molecule [SCENARIOS='default firewall_ufw'] | demo-destroy"
 	@echo "scenarios: $(SCENARIOS)"
@@ -52,8 +52,9 @@ molecule: venv images
 
 test: lint unit molecule
 
+# Extra ansible-playbook arguments: make demo ARGS='-e cosyvoice_server_port=7861'
 demo: venv images
-	scripts/demo
+	scripts/demo $(ARGS)
 
 demo-destroy:
 	-.venv/bin/molecule destroy -s demo

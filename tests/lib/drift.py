@@ -98,7 +98,7 @@ _RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>
 @dataclass(frozen=True)
 class TaskResult:
     play: str
-    task: str  # "role : name" as the callback prints it
+    task: str  # "role : name" as the callback prints it (collection roles: "ns.coll.role : name")
     status: str  # changed | fatal | failed
     line: str  # the result line, e.g. "changed: [cv-drift] => (item=443/tcp from ::/0)"
 

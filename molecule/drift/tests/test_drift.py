@@ -245,7 +245,7 @@ class Drift:
     id: str
     what: str  # what the operator did, and why it matters
     inject: str  # shell, run on the host
-    task: str  # the task of site.yml that reports (and repairs) it; a prefix of "role : name"
+    task: str  # the task of site.yml that reports (and repairs) it; a prefix of "collection.role : name"
     diff: tuple[str, ...] = ()  # lines of the task's --diff (path: `diff_path`)
     diff_path: str = ""
     items: tuple[str, ...] = ()  # loop items reported changed
@@ -257,42 +257,43 @@ DRIFTS = [
           "unit edited: the app listens on 0.0.0.0, around nginx, TLS and the login (in proxy exposure the "
           "unit binds 127.0.0.1; see test_direct_unit_bound_to_loopback_is_reported for the opposite case)",
           f"sed -i 's/--host 127.0.0.1 /--host 0.0.0.0 /' {UNIT}",
-          "cosyvoice : Template the systemd unit",
+          "cosyvoice.deploy.cosyvoice : Template the systemd unit",
           diff=("-    --host 0.0.0.0 \\", "+    --host 127.0.0.1 \\"), diff_path=UNIT),
     Drift("unit_port_changed",
           f"unit edited: port {DRIFT_PORT} instead of {BACKEND_PORT}; nginx's upstream is gone (502)",
           f"sed -i 's/--port {BACKEND_PORT} /--port {DRIFT_PORT} /' {UNIT}"
           " && systemctl daemon-reload && systemctl restart cosyvoice",
-          "cosyvoice : Template the systemd unit",
+          "cosyvoice.deploy.cosyvoice : Template the systemd unit",
           diff=(f"-    --port {DRIFT_PORT} \\", f"+    --port {BACKEND_PORT} \\"), diff_path=UNIT),
     Drift("firewall_rule_deleted", "ufw rule for 443/tcp deleted (IPv4 and IPv6)",
           "ufw delete allow 443/tcp",
-          "os_firewall : Ufw | Allow the service ports",
+          "cosyvoice.deploy.os_firewall : Ufw | Allow the service ports",
           items=("443/tcp from 0.0.0.0/0", "443/tcp from ::/0")),
     Drift("firewall_disabled", "ufw disabled: every port of the host open",
           "ufw disable",
-          "os_firewall : Ufw | Enable ufw"),
+          "cosyvoice.deploy.os_firewall : Ufw | Enable ufw"),
     Drift("nginx_site_edited", "nginx site edited: login switched off, reloaded",
           f"sed -i 's/^    auth_basic \"CosyVoice\";/    auth_basic off;  # debugging/' {SITE}"
           " && nginx -t -q && systemctl reload nginx",
-          "nginx_proxy : Deploy the site configuration",
+          "cosyvoice.deploy.nginx_proxy : Deploy the site configuration",
           diff=("-    auth_basic off;  # debugging", '+    auth_basic "CosyVoice";'), diff_path=SITE),
     Drift("htpasswd_removed", "htpasswd file removed",
           f"rm {HTPASSWD}",
-          "nginx_proxy : Add or update the login users"),
+          "cosyvoice.deploy.nginx_proxy : Add or update the login users"),
     Drift("launcher_modified", "launcher file modified (a local hotfix)",
           f"echo '# local hotfix' >> {LAUNCHER}",
-          "cosyvoice : Install the launcher package"),
+          "cosyvoice.deploy.cosyvoice : Install the launcher package"),
     Drift("service_stopped_disabled", "service stopped and disabled",
           "systemctl disable --now cosyvoice",
-          "cosyvoice : Enable and start the service"),
+          "cosyvoice.deploy.cosyvoice : Enable and start the service"),
 ]
 
 # What else a check run may report: handlers of the drifted files, and ufw's default
 # policy (with ufw disabled, `ufw status verbose` shows no policy, so check mode predicts a
 # change that the real run, after re-enabling, does not make).
-CONSEQUENCES = ("cosyvoice : Restart cosyvoice", "nginx_proxy : Reload the nginx service",
-                "os_firewall : Ufw | Deny incoming traffic by default")
+CONSEQUENCES = ("cosyvoice.deploy.cosyvoice : Restart cosyvoice",
+                "cosyvoice.deploy.nginx_proxy : Reload the nginx service",
+                "cosyvoice.deploy.os_firewall : Ufw | Deny incoming traffic by default")
 READ_ONLY_PLAYS = ("Test fixtures as inventory variables", "Preflight - validate all input before any change",
                    "Verify - users can reach the service")
 
@@ -447,7 +448,7 @@ def test_direct_unit_bound_to_loopback_is_reported(host, second_run):
     run = playbook("direct_check", "--check", "--diff", "--tags", "cosyvoice_service",
                    "-e", json.dumps({"cosyvoice_exposure": "direct"}))
     assert run.returncode == 0, run.tail()
-    assert _changed(run, "cosyvoice : Template the systemd unit")
+    assert _changed(run, "cosyvoice.deploy.cosyvoice : Template the systemd unit")
     diff = run.diff(UNIT).splitlines()
     assert "-    --host 127.0.0.1 \\" in diff and "+    --host 0.0.0.0 \\" in diff, "\n".join(diff)
     assert host.file(UNIT).sha256sum == before
