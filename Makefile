@@ -9,12 +9,12 @@ SCENARIOS ?= $(filter-out demo,$(sort $(notdir $(patsubst %/molecule.yml,%,$(wil
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host images lint unit molecule test demo demo-destroy clean
+.PHONY: help venv host images lint unit molecule test demo demo-destroy bench clean
 
 help:
 	@echo "make demo    - deploy the stack into a local systemd container and print its URL (ARGS='-e var=value')"
 	@echo "make test    - lint, unit tests, every molecule scenario (what CI runs)"
-	@echo "make lint | unit | molecule [SCENARIOS='default firewall_ufw'] | demo-destroy"
+	@echo "make lint | unit | molecule [SCENARIOS='default firewall_ufw'] | bench | demo-destroy"
 	@echo "scenarios: $(SCENARIOS)"
 
 $(VENV)/.stamp: requirements.txt
@@ -55,6 +55,11 @@ test: lint unit molecule
 # Extra ansible-playbook arguments: make demo ARGS='-e cosyvoice_server_port=7861'
 demo: venv images
 	scripts/demo $(ARGS)
+
+# Re-run speed as ratios (not a CI test): N targets over docker and SSH;
+# writes reports/bench.md. make bench ARGS='--hosts 4 --connections docker'
+bench: venv images
+	$(BIN)/python tests/bench/bench.py $(ARGS)
 
 demo-destroy:
 	-.venv/bin/molecule destroy -s demo
