@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from cosyvoice_launcher import hygiene
 
@@ -39,22 +40,58 @@ def _files(root, ages, now):
         path.parent.mkdir()
         path.write_bytes(b"RIFF")
         os.utime(path, (now - age, now - age))
+        os.utime(path.parent, (now - age, now - age))
 
 
 def test_prune_by_age_and_count_oldest_first_keeping_fresh_files(tmp_path):
-    now = 1_000_000.0
+    now = time.time()
     _files(tmp_path, [10, 70, 80, 90, 5000], now)  # seconds old
     deleted, kept = hygiene.prune_cache(tmp_path, max_files=2, max_age_s=3600, now=now)
     assert (deleted, kept) == (3, 2)  # 5000 s (age) + two beyond the newest two; 10 s is too fresh to count
     left = sorted(p.parent.name for p in tmp_path.rglob("*.wav"))
     assert left == ["h0", "h1"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["h0", "h1"]  # empty hash dirs removed
+    # Emptied just now (their mtime is now): removed by a pass at least the grace later.
+    assert len(list(tmp_path.iterdir())) == 5
+    hygiene.prune_cache(tmp_path, max_files=2, max_age_s=3600, now=time.time() + 61)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h0", "h1"]
 
 
 def test_prune_never_deletes_files_a_client_may_still_fetch(tmp_path):
     now = 1_000_000.0
     _files(tmp_path, [1, 2, 3], now)
     assert hygiene.prune_cache(tmp_path, max_files=1, max_age_s=60, now=now) == (0, 3)
+
+
+def test_prune_keeps_a_new_empty_directory(tmp_path):
+    """Gradio makes the directory, then writes the file: a fresh empty directory stays."""
+    now = 1_000_000.0
+    fresh, old = tmp_path / "fresh", tmp_path / "old"
+    fresh.mkdir()
+    old.mkdir()
+    os.utime(fresh, (now - 5, now - 5))
+    os.utime(old, (now - 500, now - 500))
+    hygiene.prune_cache(tmp_path, max_files=1, max_age_s=3600, now=now)
+    assert fresh.is_dir() and not old.exists()
+
+
+def test_prune_survives_files_and_directories_vanishing_meanwhile(tmp_path, monkeypatch):
+    """Found by the soak: another pass (or Gradio's sweep) removes a directory during the walk."""
+    now = 1_000_000.0
+    _files(tmp_path, [100, 200, 300, 400], now)
+    real_walk = os.walk
+
+    def racing_walk(top, *args, **kwargs):
+        for current, dirs, names in real_walk(top, *args, **kwargs):
+            if current == str(tmp_path):
+                for d in ("h1", "h2"):  # gone after being listed
+                    (tmp_path / d / "audio.wav").unlink()
+                    (tmp_path / d).rmdir()
+            yield current, dirs, names
+
+    monkeypatch.setattr(hygiene.os, "walk", racing_walk)
+    deleted, kept = hygiene.prune_cache(tmp_path, max_files=1, max_age_s=3600, now=now)
+    assert (deleted, kept) == (1, 1)
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.wav")) == ["h0"]
 
 
 def test_prune_of_a_missing_dir(tmp_path):
@@ -122,3 +159,49 @@ def test_the_local_proxys_forwarded_headers_are_kept():
     seen = _headers_seen("127.0.0.1", {"host": "127.0.0.1:7860", "x-forwarded-host": "tts.example.com",
                                        "x-forwarded-proto": "https"})
     assert seen["x-forwarded-host"] == "tts.example.com" and seen["x-forwarded-proto"] == "https"
+
+
+class FakeQueue:
+    """The three dicts of gradio.queueing.Queue (5.4) that forget_finished_events touches."""
+
+    def __init__(self):
+        self.event_analytics = {}
+        self.event_ids_to_events = {}
+        self.pending_event_ids_session = {}
+
+    def add(self, event_id, status, age, now, session="s1", pending=False):
+        self.event_analytics[event_id] = {"time": now - age, "status": status, "process_time": None,
+                                          "function": "synthesize", "session_hash": session}
+        self.event_ids_to_events[event_id] = object()
+        if pending:
+            self.pending_event_ids_session.setdefault(session, set()).add(event_id)
+
+
+def test_forget_finished_events_keeps_running_recent_and_pending_ones():
+    now = 1_000_000.0
+    q = FakeQueue()
+    q.add("done-old", "success", 120, now)
+    q.add("failed-old", "failed", 120, now)
+    q.add("cancelled-old", "cancelled", 120, now)
+    q.add("done-recent", "success", 5, now)  # its client may still read the result
+    q.add("processing", "processing", 300, now)
+    q.add("queued", "queued", 300, now)
+    q.add("done-but-pending", "success", 300, now, pending=True)  # the stream has not delivered it yet
+    assert hygiene.forget_finished_events(q, min_age_s=60, now=now) == 3
+    assert sorted(q.event_ids_to_events) == sorted(q.event_analytics) == [
+        "done-but-pending", "done-recent", "processing", "queued"]
+    assert q.pending_event_ids_session == {"s1": {"done-but-pending"}}  # never touched
+
+
+def test_forget_finished_events_ignores_unknown_gradio_internals():
+    assert hygiene.forget_finished_events(object()) == 0
+    assert hygiene.forget_finished_events(None) == 0
+
+
+def test_forget_deleted_temp_files(tmp_path):
+    kept = tmp_path / "kept.wav"
+    kept.write_bytes(b"RIFF")
+    sets = [{str(kept), str(tmp_path / "pruned.wav")}, set()]
+    assert hygiene.forget_deleted_temp_files(sets) == 1
+    assert sets == [{str(kept)}, set()]
+    assert hygiene.forget_deleted_temp_files(None) == 0

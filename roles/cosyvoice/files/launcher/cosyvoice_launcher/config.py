@@ -38,6 +38,7 @@ class Config:
     cache_max_files: int = 200
     cache_max_age_s: int = 3600
     cache_grace_s: int = 60
+    session_capacity: int = 1000
 
     @property
     def health_path(self) -> str:
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cache-max-age", type=int, default=3600, help="seconds an audio file is kept at most")
     ap.add_argument("--cache-grace", type=int, default=60,
                     help="seconds a new audio file is never deleted (its client may still be fetching it)")
+    ap.add_argument("--session-capacity", type=int, default=1000,
+                    help="browser sessions whose state Gradio keeps in memory (oldest dropped beyond it)")
     ap.add_argument("--title", default="CosyVoice3")
     return ap
 
@@ -133,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     ns = build_parser().parse_args(argv)
     if ns.engine == "cosyvoice" and not ns.model_dir:
         raise ConfigError("--model-dir is required with --engine cosyvoice")
-    for name in ("queue_size", "concurrency_limit", "max_text_length", "cache_max_files"):
+    for name in ("queue_size", "concurrency_limit", "max_text_length", "cache_max_files", "session_capacity"):
         if getattr(ns, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if not 1 <= ns.cache_grace <= ns.cache_max_age:
@@ -156,4 +159,5 @@ def parse_args(argv: list[str] | None = None) -> Config:
         cache_max_files=ns.cache_max_files,
         cache_max_age_s=ns.cache_max_age,
         cache_grace_s=ns.cache_grace,
+        session_capacity=ns.session_capacity,
     )

@@ -7,6 +7,10 @@
   those hosts are blocked or slow (mainland China, air-gapped sites) the UI loads slowly or
   partly, and every page view tells third parties who uses the service. The middleware
   removes those tags from the HTML the service sends (the theme uses system fonts).
+* ``forget_finished_events`` + ``forget_deleted_temp_files``: Gradio 5.4's queue keeps every
+  event it ever ran (the Event with its request and payload, and an analytics record) and every
+  temp file path it ever wrote, for the life of the process: about 17 kB of memory per request,
+  measured by ``scripts/loadtest soak``. These drop what is finished and gone.
 * ``ForwardedHost``: Gradio builds file URLs from the request; with root path "/" it needs
   either root_path="/" (which makes FastAPI answer "/" with 307 -> "//", and every asset then
   loads from "//assets/...") or a forwarded host. The middleware supplies the host the
@@ -19,9 +23,9 @@ import ipaddress
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("cosyvoice_launcher")
@@ -42,17 +46,24 @@ def prune_cache(root: str | os.PathLike[str], max_files: int, max_age_s: float,
 
     Returns (deleted, kept). Empty directories left behind are removed too.
     """
-    base = Path(root)
-    if not base.is_dir():
+    base = str(root)
+    if not os.path.isdir(base):
         return 0, 0
     now = time.time() if now is None else now
     files = []
-    for path in base.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                files.append((path.stat().st_mtime, path))
-        except OSError:
-            continue
+    directories = []
+    # os.walk, not Path.rglob: a directory that vanishes meanwhile (Gradio's own sweep,
+    # another pass) is skipped instead of raising.
+    for current, dirs, names in os.walk(base):
+        directories.extend(os.path.join(current, d) for d in dirs)
+        for name in names:
+            path = os.path.join(current, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                files.append((st.st_mtime, path))
     files.sort(reverse=True)  # newest first
     deleted = 0
     for index, (mtime, path) in enumerate(files):
@@ -61,16 +72,64 @@ def prune_cache(root: str | os.PathLike[str], max_files: int, max_age_s: float,
             continue
         if age > max_age_s or index >= max_files:
             try:
-                path.unlink()
+                os.unlink(path)
                 deleted += 1
             except OSError:
                 pass
-    for directory in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    # Empty directories, deepest first, and only old ones: Gradio makes a directory and then
+    # writes the file into it, and must not find it gone in between.
+    for directory in sorted(directories, key=lambda d: d.count(os.sep), reverse=True):
         try:
-            directory.rmdir()  # only succeeds when empty
+            if now - os.lstat(directory).st_mtime >= min_age_s:
+                os.rmdir(directory)  # only succeeds when empty
         except OSError:
             pass
     return deleted, len(files) - deleted
+
+
+# Statuses Gradio's queue gives an event that will not run again (queueing.py).
+FINISHED = frozenset({"success", "failed", "cancelled"})
+
+
+def forget_finished_events(queue: Any, min_age_s: float = 60.0, now: float | None = None) -> int:
+    """Drop finished events from Gradio's queue bookkeeping; returns how many.
+
+    An event is dropped when its analytics record says it finished, it is older than min_age_s,
+    and no session still lists it as pending (its stream has delivered the result). Run it on
+    the event loop (Gradio mutates these dicts there). Unknown Gradio internals: nothing is done.
+    """
+    analytics = getattr(queue, "event_analytics", None)
+    events = getattr(queue, "event_ids_to_events", None)
+    pending_sessions = getattr(queue, "pending_event_ids_session", None)
+    if not isinstance(analytics, dict) or not isinstance(events, dict) or not isinstance(pending_sessions, dict):
+        return 0
+    now = time.time() if now is None else now
+    pending = set().union(*pending_sessions.values()) if pending_sessions else set()
+    done = [
+        event_id
+        for event_id, record in list(analytics.items())
+        if isinstance(record, dict)
+        and record.get("status") in FINISHED
+        and now - float(record.get("time") or now) >= min_age_s
+        and event_id not in pending
+    ]
+    for event_id in done:
+        analytics.pop(event_id, None)
+        events.pop(event_id, None)
+    return len(done)
+
+
+def forget_deleted_temp_files(temp_file_sets: Any) -> int:
+    """Drop paths of files that no longer exist (pruned) from Gradio's temp file sets; returns how many."""
+    if not isinstance(temp_file_sets, list):
+        return 0
+    dropped = 0
+    for paths in temp_file_sets:
+        if isinstance(paths, set):
+            gone = {p for p in list(paths) if isinstance(p, str) and not os.path.exists(p)}
+            paths.difference_update(gone)
+            dropped += len(gone)
+    return dropped
 
 
 _EXTERNAL_TAG = re.compile(

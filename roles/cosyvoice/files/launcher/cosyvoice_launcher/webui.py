@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -15,7 +16,13 @@ from fastapi.responses import JSONResponse
 
 from .config import Config, join_path
 from .engines import MODES, Engine, Request, SynthesisError, check_request
-from .hygiene import ForwardedHost, SelfContainedPage, prune_cache
+from .hygiene import (
+    ForwardedHost,
+    SelfContainedPage,
+    forget_deleted_temp_files,
+    forget_finished_events,
+    prune_cache,
+)
 
 log = logging.getLogger("cosyvoice_launcher")
 
@@ -31,8 +38,24 @@ def cache_dir() -> str:
     return os.environ.get("GRADIO_TEMP_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gradio")
 
 
+_PRUNING = threading.Lock()
+
+
 def prune(cfg: Config) -> None:
-    deleted, kept = prune_cache(cache_dir(), cfg.cache_max_files, cfg.cache_max_age_s, min_age_s=cfg.cache_grace_s)
+    """One pass over Gradio's cache; never raises (a failed pass must not fail a request or the pruner).
+
+    Passes do not overlap: a request arriving while one runs skips its own.
+    """
+    if not _PRUNING.acquire(blocking=False):
+        return
+    try:
+        deleted, kept = prune_cache(cache_dir(), cfg.cache_max_files, cfg.cache_max_age_s,
+                                    min_age_s=cfg.cache_grace_s)
+    except Exception:  # noqa: BLE001 - logged, retried at the next request or minute
+        log.exception("cache: pruning failed (retried at the next request)")
+        return
+    finally:
+        _PRUNING.release()
     if deleted:
         log.info("cache: deleted %d old audio files, %d kept (max %d files, %d s)",
                  deleted, kept, cfg.cache_max_files, cfg.cache_max_age_s)
@@ -49,6 +72,26 @@ def start_cache_pruner(cfg: Config, every_s: float = 60.0) -> threading.Thread:
     thread = threading.Thread(target=loop, name="cache-pruner", daemon=True)
     thread.start()
     return thread
+
+
+def start_bookkeeping_sweep(app: FastAPI, blocks: gr.Blocks, every_s: float = 60.0) -> None:
+    """Every minute, on the event loop: forget finished events and deleted temp files (hygiene.py)."""
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                events = forget_finished_events(getattr(blocks, "_queue", None), min_age_s=every_s)
+                files = forget_deleted_temp_files(getattr(blocks, "temp_file_sets", None))
+            except Exception:  # noqa: BLE001 - logged, tried again next minute
+                log.exception("bookkeeping sweep failed")
+                continue
+            if events or files:
+                log.info("bookkeeping: forgot %d finished events and %d deleted temp files", events, files)
+
+    @app.on_event("startup")
+    async def _start() -> None:
+        app.state.bookkeeping_sweep = asyncio.get_running_loop().create_task(sweep())
 
 
 def build_blocks(cfg: Config, engine: Engine) -> gr.Blocks:
@@ -97,6 +140,9 @@ def build_blocks(cfg: Config, engine: Engine) -> gr.Blocks:
         button.click(synthesize, inputs=[text, mode, speaker, prompt_text, prompt_wav, instruct_text, seed, speed],
                      outputs=output, api_name="synthesize")
     blocks.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.concurrency_limit)
+    # Gradio keeps each browser session's state in memory, 10000 sessions by default (about
+    # 20 kB each here, measured by scripts/loadtest soak): bounded lower, oldest dropped first.
+    blocks.state_session_capacity = cfg.session_capacity
     return blocks
 
 
@@ -112,9 +158,11 @@ def build_app(cfg: Config, engine: Engine) -> FastAPI:
 
     for path in {"/healthz", cfg.health_path}:
         app.add_api_route(path, healthz, methods=["GET", "HEAD"], include_in_schema=False)
+    blocks = build_blocks(cfg, engine)
+    start_bookkeeping_sweep(app, blocks)
     app = gr.mount_gradio_app(
         app,
-        build_blocks(cfg, engine),
+        blocks,
         path="" if cfg.root_path == "/" else cfg.root_path,
         # At "/" no root_path: with root_path="/" FastAPI answers "/" with 307 -> "//" and assets
         # load from "//assets". ForwardedHost gives Gradio the host for its file URLs instead.
