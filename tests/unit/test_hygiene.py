@@ -187,10 +187,11 @@ def test_forget_finished_events_keeps_running_recent_and_pending_ones():
     q.add("processing", "processing", 300, now)
     q.add("queued", "queued", 300, now)
     q.add("done-but-pending", "success", 300, now, pending=True)  # the stream has not delivered it yet
+    q.pending_event_ids_session["idle-session"] = set()
     assert hygiene.forget_finished_events(q, min_age_s=60, now=now) == 3
     assert sorted(q.event_ids_to_events) == sorted(q.event_analytics) == [
         "done-but-pending", "done-recent", "processing", "queued"]
-    assert q.pending_event_ids_session == {"s1": {"done-but-pending"}}  # never touched
+    assert q.pending_event_ids_session == {"s1": {"done-but-pending"}}  # pending kept, the idle session dropped
 
 
 def test_forget_finished_events_ignores_unknown_gradio_internals():

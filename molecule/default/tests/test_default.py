@@ -86,6 +86,13 @@ def test_unit_is_hardened(host):
     assert exposure <= 2.5
 
 
+def test_log_and_memory_bounds_are_in_effect(host):
+    """What systemd applies, not only what the file says: journald rate limit, session capacity."""
+    props = host.check_output("systemctl show -p LogRateLimitIntervalUSec -p LogRateLimitBurst -p ExecStart cosyvoice")
+    assert "LogRateLimitIntervalUSec=30s" in props and "LogRateLimitBurst=1000" in props, props
+    assert "--session-capacity 1000" in props, props
+
+
 def test_code_is_not_writable_by_the_service(host):
     for path in ("/opt/cosyvoice/src", "/opt/cosyvoice/venv", "/opt/cosyvoice/launcher"):
         assert host.file(path).user == "root"

@@ -95,7 +95,8 @@ def forget_finished_events(queue: Any, min_age_s: float = 60.0, now: float | Non
     """Drop finished events from Gradio's queue bookkeeping; returns how many.
 
     An event is dropped when its analytics record says it finished, it is older than min_age_s,
-    and no session still lists it as pending (its stream has delivered the result). Run it on
+    and no session still lists it as pending (its stream has delivered the result); sessions
+    with nothing pending are dropped from the pending map. Run it on
     the event loop (Gradio mutates these dicts there). Unknown Gradio internals: nothing is done.
     """
     analytics = getattr(queue, "event_analytics", None)
@@ -116,6 +117,9 @@ def forget_finished_events(queue: Any, min_age_s: float = 60.0, now: float | Non
     for event_id in done:
         analytics.pop(event_id, None)
         events.pop(event_id, None)
+    # Sessions with nothing pending keep an empty set forever; a new event makes a new one.
+    for session_hash in [h for h, ids in list(pending_sessions.items()) if not ids]:
+        pending_sessions.pop(session_hash, None)
     return len(done)
 
 

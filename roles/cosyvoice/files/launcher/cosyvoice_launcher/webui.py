@@ -140,8 +140,8 @@ def build_blocks(cfg: Config, engine: Engine) -> gr.Blocks:
         button.click(synthesize, inputs=[text, mode, speaker, prompt_text, prompt_wav, instruct_text, seed, speed],
                      outputs=output, api_name="synthesize")
     blocks.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.concurrency_limit)
-    # Gradio keeps each browser session's state in memory, 10000 sessions by default (about
-    # 20 kB each here, measured by scripts/loadtest soak): bounded lower, oldest dropped first.
+    # Gradio keeps each browser session's state in memory, 10000 sessions by default (a few kB
+    # each here, scripts/loadtest soak): bounded lower, oldest dropped first.
     blocks.state_session_capacity = cfg.session_capacity
     return blocks
 
