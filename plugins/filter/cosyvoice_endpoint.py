@@ -9,12 +9,43 @@ and verify layers read it (see docs/CONVENTIONS.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
 
 EXPOSURES = ("local", "direct", "proxy")
 LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Where the host runs. A container platform's instance is a container: no init system
+    of ours, no host firewall or cloud security group to manage, and only the ports the
+    platform publishes reach users (through the platform's own proxy or port mapping)."""
+
+    container: bool
+    published_ports: tuple[int, ...] = ()  # () = whatever the user publishes in the console
+    note: str = ""
+
+
+#: cosyvoice_platform presets (the one table: README and role docs point here).
+PLATFORMS: dict[str, Platform] = {
+    "generic": Platform(container=False),
+    # AutoDL "custom service" (自定义服务): the platform proxies port 6006 (and 6008 on newer
+    # images) of the instance to an HTTPS URL shown in the console.
+    "autodl": Platform(
+        container=True, published_ports=(6006, 6008),
+        note="AutoDL publishes port 6006 as its custom service (自定义服务): open the HTTPS link the "
+             "console shows for the instance; or tunnel it: ssh -CNg -L 6006:127.0.0.1:6006 root@<ssh host> -p <ssh port> "
+             "and open http://127.0.0.1:6006/"),
+    # Other GPU container platforms (RunPod, vast.ai, Xiangong Cloud...): the user publishes a
+    # port in the platform's console and uses the URL it shows.
+    "container": Platform(
+        container=True,
+        note="publish cosyvoice_server_port (TCP/HTTP) in the platform's console and open the URL it shows"),
+}
 
 
 try:  # an Ansible error shows as a clean task failure; plain ValueError outside Ansible
@@ -72,11 +103,27 @@ def cosyvoice_endpoint(
     proxy_https_port: Any = 443,
     auth: bool = False,
     health_leaf: str = "healthz",
+    platform: str = "generic",
 ) -> dict[str, Any]:
     """The service's endpoint description for an exposure mode (see module doc)."""
     if exposure not in EXPOSURES:
         raise EndpointError(f"cosyvoice_exposure must be one of {', '.join(EXPOSURES)}, got {exposure!r}")
+    if platform not in PLATFORMS:
+        raise EndpointError(f"cosyvoice_platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+    plat = PLATFORMS[platform]
+    if server_port in (None, "", "auto"):
+        server_port = plat.published_ports[0] if plat.published_ports else DEFAULT_PORT
     backend_port = _port(server_port, "cosyvoice_server_port")
+    if plat.container and exposure == "proxy":
+        raise EndpointError(
+            f"cosyvoice_exposure=proxy on cosyvoice_platform={platform}: the platform's own proxy is the front "
+            "(HTTPS, its URL), and this container runs no nginx of ours. Use cosyvoice_exposure=direct (with "
+            "cosyvoice_auth_users for a login), or cosyvoice_platform=generic on a VM.")
+    if plat.published_ports and exposure == "direct" and backend_port not in plat.published_ports:
+        raise EndpointError(
+            f"cosyvoice_server_port is {backend_port}, but cosyvoice_platform={platform} only publishes port(s) "
+            f"{', '.join(map(str, plat.published_ports))}: users could not reach {backend_port}. Leave "
+            f"cosyvoice_server_port unset (auto: {plat.published_ports[0]}) or set one of those.")
     root = normalize_root_path(root_path)
     if not bind_address:
         bind_address = "0.0.0.0" if exposure == "direct" else LOOPBACK
@@ -130,6 +177,8 @@ def cosyvoice_endpoint(
                                  backend_port, root),
         "health_path": health_path,
         "auth": bool(auth),
+        "platform": {"name": platform, "container": plat.container,
+                     "published_ports": list(plat.published_ports), "note": plat.note},
     }
 
 

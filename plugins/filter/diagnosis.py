@@ -265,6 +265,8 @@ FINDINGS: dict[str, dict[str, Text]] = {
         "port_conflict:owned": Text(OK, "port {port} held by {holders}{note}"),
     },
     "os_firewall": {
+        "os_firewall:platform": Text(SKIP, "cosyvoice_platform={platform}: a container; the platform decides what "
+                                           "reaches port(s) {ports}, there is no host firewall of ours to manage"),
         "os_firewall:not_checked": Text(SKIP, "{note}"),
         "os_firewall:unreadable": Text(WARN, "firewall status unreadable: {error}",
                                        "could not read the {backend} firewall: {error}", "check it by hand"),
@@ -322,6 +324,8 @@ FINDINGS: dict[str, dict[str, Text]] = {
             symptom="connection timed out (显示\"连接超时\"), on the server itself too"),
     },
     "security_group": {
+        "security_group:platform": Text(SKIP, "cosyvoice_platform={platform}: no cloud security group in front of "
+                                              "the container; the platform publishes port(s) {ports}"),
         "security_group:not_checked": Text(SKIP, "{note}"),
         "security_group:skipped": Text(SKIP, "{provider}: {msg}"),
         "security_group:ok": Text(OK, "{provider} security group allows the public ports"),
@@ -508,7 +512,10 @@ class _Ctx:
         self.remote = ev.get("remote") or {}
 
     def _expected(self, exp: dict[str, Any], svc: dict[str, Any]) -> None:
-        self.app_unit = unit_name(exp.get("app_unit") or svc.get("unit") or "cosyvoice")
+        self.manager = str(exp.get("manager") or "systemd")
+        app = exp.get("app_unit") or svc.get("unit") or "cosyvoice"
+        # A supervisord program keeps its name; a systemd unit gets its .service suffix.
+        self.app_unit = str(app) if self.manager == "supervisord" else unit_name(app)
         self.unit_file = svc.get("unit_file") or {}
         self.allowed_dropins = [str(x) for x in exp.get("app_dropins_allowed") or []]
         self.expected_user = str(exp.get("app_user") or "")
@@ -930,8 +937,17 @@ def _local_filter_checks(c: _Ctx) -> list[dict[str, Any]]:
                      msg=c.health.get("msg", ""), unit=c.app_unit, port=c.backend_port, addrs=addrs)]
 
 
+def _platform_skip(c: _Ctx, layer: str) -> list[dict[str, Any]]:
+    """A container platform's own network is in front (cosyvoice_platform): the layer is not ours."""
+    plat = c.ep.get("platform") or {}
+    if not plat.get("container"):
+        return []
+    ports = ", ".join(str(p["port"]) for p in c.public_ports) or "none"
+    return [_finding(layer, f"{layer}:platform", platform=plat.get("name", "?"), ports=ports)]
+
+
 def _os_firewall(c: _Ctx) -> list[dict[str, Any]]:
-    return _firewall_checks(c) + _local_filter_checks(c) + _posture_checks(c)
+    return _platform_skip(c, "os_firewall") or (_firewall_checks(c) + _local_filter_checks(c) + _posture_checks(c))
 
 
 # -- layer 5: security group -------------------------------------------------------------------
@@ -943,7 +959,9 @@ def _missing_text(missing: list[Any]) -> str:
 
 
 def _security_group(c: _Ctx) -> list[dict[str, Any]]:
-    """security_group: not_checked | skipped | ok | missing."""
+    """security_group: platform | not_checked | skipped | ok | missing."""
+    if _platform_skip(c, "security_group"):
+        return _platform_skip(c, "security_group")
     sg = c.ev.get("security_group") or {}
     res = sg.get("result") or {}
     if not sg.get("checked"):
@@ -1133,6 +1151,8 @@ def cosyvoice_diagnose(evidence: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"cosyvoice_diagnose expects a dict of evidence, got {type(evidence).__name__}")
     c = _Ctx(evidence)
     checks = [check for layer in LAYERS for check in _EVALUATORS[layer.id](c)]
+    if c.manager == "supervisord":
+        checks = [_supervised(check, c.app_unit) for check in checks]
     failed = [x for x in checks if x["status"] == FAIL]
     host = str(evidence.get("host") or "")
     result: dict[str, Any] = {
@@ -1142,8 +1162,44 @@ def cosyvoice_diagnose(evidence: dict[str, Any]) -> dict[str, Any]:
     }
     if evidence.get("time"):
         result["time"] = evidence["time"]
+    plat = c.ep.get("platform") or {}
+    if plat.get("note"):
+        result["platform"] = {"name": plat.get("name"), "note": plat["note"]}
     result.update(_verdict(c, host, _primary(failed)))
     return result
+
+
+# -- hosts without systemd: the app is a supervisord program -----------------------------------------------------
+
+def _supervisord_rules(program: str) -> list[tuple[re.Pattern[str], str]]:
+    """The systemd wording and commands of the texts above, for the supervisord program `program`."""
+    p = re.escape(program)
+    return [
+        (re.compile(rf"journalctl -fu {p}\b"), f"supervisorctl tail -f {program}"),
+        (re.compile(rf"journalctl -u {p} -n \d+( --no-pager)?"), f"supervisorctl tail -8000 {program}"),
+        (re.compile(rf"systemctl enable --now {p}\b"), f"supervisorctl start {program}"),
+        (re.compile(rf"systemctl enable {p}\b"),
+         "set autostart=true in its program file (re-run: ansible-playbook site.yml --tags cosyvoice)"),
+        (re.compile(rf"systemctl (restart|start|stop|status) {p}\b"), rf"supervisorctl \1 {program}"),
+        (re.compile(r"rm (\S+) && systemctl daemon-reload && "), r"rm \1 && supervisorctl update && "),
+        (re.compile(r"\(systemd unit [^)]*\)"), "(supervisord program)"),
+        (re.compile(r"no systemd unit\b"), "no supervisord program"),
+        (re.compile(r"-e cosyvoice_service_name=<unit>"), "-e cosyvoice_service_name=<program>"),
+        (re.compile(r"\bsystemd\b(?!-)"), "supervisord"),
+    ]
+
+
+def _supervised(check: dict[str, Any], program: str) -> dict[str, Any]:
+    """A finding's texts with supervisord's commands instead of systemd's."""
+    rules = _supervisord_rules(program)
+    out = dict(check)
+    for key in ("summary", "cause", "fix"):
+        text = out.get(key)
+        if isinstance(text, str):
+            for pattern, repl in rules:
+                text = pattern.sub(repl, text)
+            out[key] = text
+    return out
 
 
 # -- reports ----------------------------------------------------------------------------------------------------
@@ -1158,6 +1214,8 @@ def _text_header(d: dict[str, Any]) -> list[str]:
     ]
     if d.get("time"):
         lines.append(f"Checked:  {d['time']}")
+    if d.get("platform"):
+        lines.append(f"Platform: {d['platform']['name']}: {d['platform']['note']}")
     if d.get("ok"):
         return lines + ["Result:   OK, every layer passed"]
     return lines + [

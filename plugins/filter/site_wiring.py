@@ -57,6 +57,18 @@ def _ports_cover_endpoint(value: Any, ep: Mapping[str, Any]) -> str:
     return f"lacks {', '.join(missing)}, which cosyvoice_endpoint needs open" if missing else ""
 
 
+def _container(ep: Mapping[str, Any]) -> bool:
+    return bool((ep.get("platform") or {}).get("container"))
+
+
+def _none_on_a_container(value: Any, ep: Mapping[str, Any]) -> str:
+    if _container(ep) and value != "none":
+        name = (ep.get("platform") or {}).get("name", "?")
+        return (f"is {value!r}, but cosyvoice_platform={name} is a container: the platform owns the network "
+                "in front of it and there is no host firewall of ours to manage (set it to none)")
+    return ""
+
+
 #: Every wired variable: how it is derived, and what a user sets instead.
 WIRING: dict[str, Wire] = {
     # Reverse proxy (playbooks/proxy.yml): deployed in proxy mode, removed otherwise.
@@ -75,7 +87,13 @@ WIRING: dict[str, Wire] = {
                                       settable=True, check=_ports_cover_endpoint),
     "cloud_security_group_ports": Wire(lambda ep, c: list(ep["public_ports"]), "cosyvoice_exposure",
                                        settable=True, check=_ports_cover_endpoint),
+    # Container platforms (cosyvoice_platform): no host firewall to manage, nothing to judge its posture by.
+    "os_firewall_backend": Wire(lambda ep, c: "none" if _container(ep) else c["firewall_backend"], "cosyvoice_platform",
+                                settable=True, check=_none_on_a_container),
+    "verify_firewall_posture": Wire(lambda ep, c: "off" if _container(ep) else c["firewall_posture"],
+                                    "cosyvoice_platform", settable=True),
     # Verification.
+    "verify_process_manager": Wire(lambda ep, c: c["process_manager"], "cosyvoice_process_manager"),
     "verify_endpoint": Wire(lambda ep, c: dict(ep), "cosyvoice_exposure"),
     "verify_service_name": Wire(lambda ep, c: c["service_name"], "cosyvoice_service_name"),
     "verify_auth_users": Wire(lambda ep, c: list(c["auth_users"]), "cosyvoice_auth_users", secret=True),
@@ -97,6 +115,9 @@ def site_wiring(
     wired_before: Mapping[str, Any] | None = None,
     service_user: str = "",
     dropins_keep: list[str] | None = None,
+    process_manager: str = "systemd",
+    firewall_backend: str = "auto",
+    firewall_posture: str = "fail",
 ) -> dict[str, Any]:
     """The wired values for one host, the inventory overrides taken, and the problems found.
 
@@ -107,7 +128,9 @@ def site_wiring(
     ctx = {"inventory_hostname": inventory_hostname, "service_name": service_name,
            "auth_users": auth_users or [], "report_dir": report_dir,
            "proxy_http_port": int(proxy_http_port), "proxy_https_port": int(proxy_https_port),
-           "service_user": service_user, "dropins_keep": dropins_keep or []}
+           "service_user": service_user, "dropins_keep": dropins_keep or [],
+           "process_manager": process_manager, "firewall_backend": firewall_backend,
+           "firewall_posture": firewall_posture}
     before = dict(wired_before or {})
     values: dict[str, Any] = {}
     problems: list[str] = []

@@ -62,6 +62,24 @@ options:
     type: list
     elements: int
     default: []
+  manager:
+    description:
+      - What supervises O(units). V(systemd) reads units with C(systemctl show) and C(journalctl).
+      - V(supervisord) treats O(units) as supervisord program names (hosts without systemd, e.g. GPU
+        container platforms) - C(supervisorctl status), the program's section in O(supervisor_conf_dir),
+        the tail of its log file - and returns them in the same shape as a unit (ActiveState, SubState,
+        MainPID, UnitFileState from C(autostart), FragmentPath is the program's config file; the
+        supervisord state itself is in C(SupervisorState)). A program counts as starting while its
+        process is alive, so the health request is repeated until O(startup_timeout) as for a
+        starting unit.
+    type: str
+    choices: [systemd, supervisord]
+    default: systemd
+  supervisor_conf_dir:
+    description:
+      - Where supervisord's program files are (C(*.conf), C(*.ini)). Only with O(manager=supervisord).
+    type: path
+    default: /etc/supervisor/conf.d
 attributes:
   check_mode:
     support: full
@@ -72,7 +90,7 @@ notes:
   - Values of environment variables whose names look secret (C(*PASS*), C(*TOKEN*), C(*KEY*), C(*SECRET*),
     ...) are returned as C(********).
 requirements:
-  - systemd (systemctl, journalctl), iproute2 (ss) on the host
+  - systemd (systemctl, journalctl) or supervisord (supervisorctl), iproute2 (ss) on the host
 seealso:
   - name: verify role
     description: The role that judges this evidence (filter C(cosyvoice.deploy.cosyvoice_diagnose)).
@@ -202,6 +220,7 @@ journal:
   elements: str
 """
 
+import glob
 import os
 import time
 from typing import Any
@@ -210,10 +229,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.health import OK, probe_url
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.listeners import (
     cgroup_unit, listener_pids, port_holders, ss_listeners_tolerant)
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.supervisor import (
+    parse_ppid, parse_status, program_of_pid, program_state, read_program)
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.systemd import (
     PROPERTIES, is_starting, parse_show, unit_state)
 
 STARTUP_POLL_S = 3
+SUPERVISOR_STARTING_MAX_S = 30
 PROC = "/proc"
 ARGUMENT_SPEC = {
     "units": {"type": "list", "elements": "str", "default": []},
@@ -222,6 +244,8 @@ ARGUMENT_SPEC = {
     "startup_timeout": {"type": "int", "default": 120},
     "journal_lines": {"type": "int", "default": 20},
     "ports": {"type": "list", "elements": "int", "default": []},
+    "manager": {"type": "str", "choices": ["systemd", "supervisord"], "default": "systemd"},
+    "supervisor_conf_dir": {"type": "path", "default": "/etc/supervisor/conf.d"},
 }
 
 
@@ -247,6 +271,11 @@ def unit_starting(module: Any, systemctl: str | None, unit: str) -> bool:
 
 def wait_health(module: Any, systemctl: str | None, app_unit: str | None) -> dict[str, Any]:
     """Ask the health endpoint; ask again every few seconds while the app's unit is starting."""
+    return wait_health_until(module, lambda: bool(app_unit and unit_starting(module, systemctl, app_unit)))
+
+
+def wait_health_until(module: Any, starting: Any) -> dict[str, Any]:
+    """Ask the health endpoint; ask again every few seconds while starting() says the app is starting."""
     params = module.params
     if not params["health_url"]:
         return {}
@@ -258,7 +287,7 @@ def wait_health(module: Any, systemctl: str | None, app_unit: str | None) -> dic
         answer = probe_url(params["health_url"], params["http_timeout"])
         if answer["outcome"] == OK or time.monotonic() >= deadline:
             break
-        if not (app_unit and unit_starting(module, systemctl, app_unit)):
+        if not starting():
             break
         time.sleep(STARTUP_POLL_S)
     answer.update(attempts=attempts, waited=round(asked - start, 3))
@@ -302,6 +331,110 @@ def read_journal(module: Any, unit: str, lines: int) -> list[str]:
     return [line for line in (out or err or "").splitlines() if line.strip()]
 
 
+class Supervisor:
+    """supervisorctl, read-only: the programs' status, their config sections, their log tails."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.ctl = module.get_bin_path("supervisorctl")
+        self.conf_dir = module.params["supervisor_conf_dir"]
+
+    def status(self) -> tuple[dict[str, dict[str, Any]], str]:
+        """({program: status} of every program, why supervisord could not be asked)."""
+        if not self.ctl:
+            return {}, "supervisorctl not found: supervisord is not installed"
+        rc, out, err = self.module.run_command([self.ctl, "status"])
+        programs = parse_status(out)
+        # rc 3 = some program is not running; 4 = no such process; anything else with no
+        # parsable line is supervisord itself not answering.
+        if not programs and rc not in (0, 3):
+            return {}, f"supervisord does not answer (supervisorctl status exited {rc}: {(err or out).strip()})"
+        return programs, ""
+
+    def section(self, program: str) -> tuple[dict[str, str], str]:
+        for path in sorted(glob.glob(os.path.join(self.conf_dir, "*.conf")) + glob.glob(os.path.join(self.conf_dir, "*.ini"))):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    found = read_program(handle.read(), program)
+            except OSError:
+                continue
+            if found:
+                return found, path
+        return {}, ""
+
+    def read(self, program: str) -> dict[str, Any]:
+        programs, error = self.status()
+        section, path = self.section(program)
+        return program_state(program, programs.get(program) if not error else None, section, path, error)
+
+    def starting(self, program: str) -> bool:
+        programs, _ = self.status()
+        return programs.get(program, {}).get("state") in ("STARTING", "RUNNING", "BACKOFF")
+
+    def program_pids(self) -> dict[int, str]:
+        programs, _ = self.status()
+        return {s["pid"]: name for name, s in programs.items() if s.get("pid")}
+
+
+def read_pid_programs(pids: list[int], program_pids: dict[int, str]) -> dict[str, str]:
+    """{'<pid>': program} for the listener pids that belong to a supervisord program."""
+    parents: dict[int, int] = {}
+    for pid in list(pids):
+        current = pid
+        for _ in range(32):  # walk up to the program's process (wrappers, workers)
+            if current in parents or current <= 1:
+                break
+            try:
+                with open(os.path.join(PROC, str(current), "status"), encoding="utf-8") as handle:
+                    parents[current] = parse_ppid(handle.read())
+            except OSError:
+                break
+            current = parents[current]
+    units = {}
+    for pid in pids:
+        program = program_of_pid(pid, program_pids, parents)
+        if program:
+            units[str(pid)] = program
+    return units
+
+
+def read_log_tail(path: str, lines: int) -> list[str]:
+    if not path or lines <= 0 or path.upper() in ("NONE", "AUTO", "SYSLOG"):
+        return []
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def probe_supervised(module: Any) -> dict[str, Any]:
+    """probe() for supervisord programs."""
+    params = module.params
+    sv = Supervisor(module)
+    app = params["units"][0] if params["units"] else None
+    health = wait_health_until(module, lambda: bool(app and sv.starting(app)))
+    # supervisord says STARTING until the program has lived `startsecs`, even when it
+    # already answers: wait that out (bounded) so a fresh start is not reported as one.
+    deadline = time.monotonic() + SUPERVISOR_STARTING_MAX_S
+    while app and time.monotonic() < deadline and sv.status()[0].get(app, {}).get("state") == "STARTING":
+        time.sleep(1)
+    units = {name: sv.read(name) for name in params["units"]}
+    listeners, ss_error = read_listeners(module)
+    pid_units = read_pid_programs(listener_pids(listeners), sv.program_pids())
+    journal: list[str] = []
+    if app and units[app]["properties"].get("ActiveState") != "active":
+        journal = read_log_tail(units[app]["log_file"], params["journal_lines"])
+    return {
+        "changed": False, "units": units, "health": health, "listeners": listeners, "ss_error": ss_error,
+        "pid_units": pid_units, "port_holders": port_holders(listeners, params["ports"], pid_units),
+        "journal": journal,
+    }
+
+
 def probe(module: Any) -> dict[str, Any]:
     params = module.params
     systemctl = module.get_bin_path("systemctl")
@@ -322,7 +455,7 @@ def probe(module: Any) -> dict[str, Any]:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.exit_json(**probe(module))
+    module.exit_json(**(probe_supervised(module) if module.params["manager"] == "supervisord" else probe(module)))
 
 
 if __name__ == "__main__":

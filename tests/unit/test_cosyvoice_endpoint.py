@@ -87,3 +87,37 @@ def test_not_hosts(value):
 @pytest.mark.parametrize("value", ["0.0.0.0", "::", "10.0.0.5", "tts.example.com", "gpu-1", "2001:db8::1"])
 def test_hosts(value):
     assert is_host(value)
+
+
+def test_port_auto_is_7860_on_a_vm_and_the_published_port_on_autodl():
+    assert cosyvoice_endpoint("direct", server_port="auto", public_address="h")["backend_port"] == 7860
+    ep = cosyvoice_endpoint("direct", server_port="auto", public_address="h", platform="autodl")
+    assert ep["backend_port"] == 6006
+    assert ep["public_ports"] == [{"port": 6006, "proto": "tcp", "purpose": "app"}]
+    assert ep["platform"]["container"] is True
+    assert "6006" in ep["platform"]["note"]
+    assert cosyvoice_endpoint("direct", public_address="h")["platform"] == {
+        "name": "generic", "container": False, "published_ports": [], "note": ""}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"exposure": "direct", "server_port": 7860, "platform": "autodl"}, ["cosyvoice_server_port", "6006"]),
+        ({"exposure": "proxy", "platform": "autodl"}, ["cosyvoice_exposure=direct"]),
+        ({"exposure": "proxy", "platform": "container"}, ["cosyvoice_exposure=direct"]),
+        ({"exposure": "direct", "platform": "runpod"}, ["cosyvoice_platform", "autodl"]),
+    ],
+)
+def test_platform_mistakes_fail_naming_the_variable(kwargs, names):
+    exposure = kwargs.pop("exposure")
+    with pytest.raises(EndpointError) as err:
+        cosyvoice_endpoint(exposure, public_address="h", **kwargs)
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_a_generic_container_platform_takes_any_port():
+    ep = cosyvoice_endpoint("direct", server_port=8888, public_address="h", platform="container")
+    assert ep["backend_port"] == 8888
+    assert ep["platform"]["published_ports"] == []

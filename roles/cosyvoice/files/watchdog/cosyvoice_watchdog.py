@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Health watchdog for the CosyVoice service, run by a systemd timer (stdlib only).
 
+Under supervisord (hosts without systemd) it is a program of its own that loops
+(--manager supervisord --interval N) and asks supervisorctl instead of systemctl.
+
 Each run probes the health endpoint once. After --failures consecutive failed
 probes (refused, HTTP error, or no answer within --timeout: a hung process) it
 restarts the service and logs why. Optionally it also restarts when the
@@ -16,6 +19,7 @@ import os
 import subprocess
 import sys
 import syslog
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -77,6 +81,49 @@ def systemctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
 
 
+class Systemd:
+    """The service as a systemd unit."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+
+    def active(self) -> bool:
+        return systemctl("is-active", "--quiet", self.unit).returncode == 0
+
+    def main_pid(self) -> int:
+        return int(systemctl("show", "-p", "MainPID", "--value", self.unit).stdout.strip() or 0)
+
+    def restart(self) -> subprocess.CompletedProcess[str]:
+        return systemctl("restart", "--no-block", self.unit)
+
+
+class Supervisord:
+    """The service as a supervisord program."""
+
+    def __init__(self, program: str, config: str = "") -> None:
+        self.program = program
+        self.argv = ["supervisorctl"] + (["-c", config] if config else [])
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.argv, *args], capture_output=True, text=True, check=False, timeout=120)
+
+    def status(self) -> tuple[str, int]:
+        """(state, pid) from `supervisorctl status <program>`: ("RUNNING", 812)."""
+        words = self._run("status", self.program).stdout.split()
+        state = words[1] if len(words) > 1 and words[0] == self.program else ""
+        pid = int(words[3].rstrip(",")) if state == "RUNNING" and len(words) > 3 and words[2] == "pid" else 0
+        return state, pid
+
+    def active(self) -> bool:
+        return self.status()[0] == "RUNNING"
+
+    def main_pid(self) -> int:
+        return self.status()[1]
+
+    def restart(self) -> subprocess.CompletedProcess[str]:
+        return self._run("restart", self.program)
+
+
 def log(message: str, priority: int = syslog.LOG_INFO) -> None:
     syslog.syslog(priority, message)
     print(message, file=sys.stderr if priority <= syslog.LOG_WARNING else sys.stdout)
@@ -90,27 +137,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--failures", type=int, default=3)
     ap.add_argument("--gpu-memory-max-mib", type=int, default=0)
     ap.add_argument("--state-dir", default=os.environ.get("STATE_DIRECTORY", "/var/lib/cosyvoice-watchdog"))
+    ap.add_argument("--manager", choices=("systemd", "supervisord"), default="systemd",
+                    help="what supervises --unit (a supervisord program name with supervisord)")
+    ap.add_argument("--supervisorctl-config", default="", help="supervisord's config (supervisorctl -c)")
+    ap.add_argument("--interval", type=float, default=0,
+                    help="probe every N seconds forever (no systemd timer); 0 probes once")
     args = ap.parse_args(argv)
     syslog.openlog("cosyvoice-watchdog")
+    service = Supervisord(args.unit, args.supervisorctl_config) if args.manager == "supervisord" else Systemd(args.unit)
+    if args.interval <= 0:
+        return once(args, service)
+    while True:  # a supervisord program: supervisord restarts it if it ever exits
+        once(args, service)
+        time.sleep(args.interval)
 
+
+def once(args: argparse.Namespace, service: Systemd | Supervisord) -> int:
+    """One probe, and a restart when the decision says so."""
     state = Path(args.state_dir) / "failures"
-    if systemctl("is-active", "--quiet", args.unit).returncode != 0:
+    if not service.active():
         state.unlink(missing_ok=True)
-        return 0  # stopped or restarting: systemd's Restart= and the operator own that
+        return 0  # stopped or restarting: the manager's restart policy and the operator own that
     previous = int(state.read_text()) if state.exists() else 0
     ok, error = probe(args.url, args.timeout)
     gpu = None
     if args.gpu_memory_max_mib > 0:
-        main_pid = int(systemctl("show", "-p", "MainPID", "--value", args.unit).stdout.strip() or 0)
+        main_pid = service.main_pid()
         gpu = gpu_memory_of(main_pid) if main_pid else None
     decision = decide(ok, error, previous, args.failures, gpu, args.gpu_memory_max_mib)
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(str(decision.failures))
     if decision.restart:
         log(f"restarting {args.unit}: {decision.reason}", syslog.LOG_WARNING)
-        result = systemctl("restart", "--no-block", args.unit)
+        result = service.restart()
         if result.returncode != 0:
-            log(f"restart of {args.unit} failed: {result.stderr.strip()}", syslog.LOG_ERR)
+            log(f"restart of {args.unit} failed: {(result.stderr or result.stdout).strip()}", syslog.LOG_ERR)
             return 1
     elif decision.failures:
         log(decision.reason, syslog.LOG_WARNING)

@@ -1,0 +1,137 @@
+"""molecule/supervisord: a container platform without systemd (PID 1 is `sleep infinity`).
+
+site.yml (cosyvoice_platform: autodl) converged it with supervisord; these tests
+check the service from the controller on the published port 6006, kill -9 it,
+break it the two ways the issue names (program stopped, bound to 127.0.0.1 in the
+program file by hand), assert that playbooks/diagnose.yml names the layer with a
+supervisorctl fix, and that a re-run of site.yml repairs it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.lib.targets import PROJECT, ansible_playbook, container_ip, recap  # noqa: E402
+
+PORT = 6006
+CONF = "/etc/supervisor/conf.d/cosyvoice.conf"
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@pytest.fixture(scope="module")
+def name(host) -> str:  # type: ignore[no-untyped-def]
+    return str(host.backend.get_hostname())
+
+
+@pytest.fixture(scope="module")
+def ip(host) -> str:  # type: ignore[no-untyped-def]
+    return container_ip(host)
+
+
+def health(ip: str) -> int:
+    try:
+        with NO_PROXY.open(f"http://{ip}:{PORT}/healthz", timeout=5) as resp:
+            return int(resp.status)
+    except OSError:
+        return -1
+
+
+def wait_healthy(ip: str, timeout: float = 120) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if health(ip) == 200:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise AssertionError(f"http://{ip}:{PORT}/healthz did not answer 200 within {timeout}s")
+
+
+def app_pid(host) -> int:  # type: ignore[no-untyped-def]
+    words = host.run("supervisorctl status cosyvoice").stdout.split()
+    return int(words[3].rstrip(",")) if len(words) > 3 and words[1] == "RUNNING" else 0
+
+
+def diagnose(tmp: Path, name: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    proc = ansible_playbook("playbooks/diagnose.yml", "-e", f"verify_report_dir={tmp}")
+    return proc, json.loads((tmp / name / "report.json").read_text())
+
+
+def converge(name: str) -> dict[str, int]:
+    proc = ansible_playbook("molecule/supervisord/converge.yml")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    return recap(proc.stdout)[name]
+
+
+def test_no_systemd_here_and_supervisord_runs_the_app(host) -> None:  # type: ignore[no-untyped-def]
+    assert host.file("/proc/1/comm").content_string.strip() == "sleep"
+    status = host.run("supervisorctl status").stdout
+    assert "cosyvoice " in status and "RUNNING" in status.splitlines()[0]
+    assert "cosyvoice-watchdog" in status
+    proc = host.process.get(pid=app_pid(host))
+    assert proc.user == "cosyvoice"
+    assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
+
+
+def test_the_published_port_answers_from_the_controller_and_the_report_says_why_layers_are_skipped(
+        ip: str, name: str) -> None:
+    assert health(ip) == 200
+    report = json.loads((PROJECT / "reports" / name / "report.json").read_text())
+    assert report["ok"], report["message"]
+    assert report["url"] == f"http://{ip}:{PORT}/"
+    checks = {c["id"]: c for c in report["checks"]}
+    assert checks["os_firewall"]["status"] == "skip" and "autodl" in checks["os_firewall"]["summary"]
+    assert checks["security_group"]["status"] == "skip" and "autodl" in checks["security_group"]["summary"]
+    assert "6006" in report["platform"]["note"]
+
+
+def test_kill_9_and_the_app_is_serving_again(host, ip: str) -> None:  # type: ignore[no-untyped-def]
+    before = app_pid(host)
+    assert before
+    host.run(f"kill -9 {before}")
+    took = wait_healthy(ip)
+    deadline = time.monotonic() + 30  # supervisord says RUNNING once it has lived startsecs
+    while not app_pid(host) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    after = app_pid(host)
+    assert after and after != before
+    print(f"\nFIGURE supervisord restart after kill -9: serving again in {took:.1f} s")
+
+
+def test_a_stopped_program_is_named_and_a_rerun_starts_it(host, ip: str, name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host.run("supervisorctl stop cosyvoice-watchdog cosyvoice")
+    assert health(ip) == -1
+    proc, report = diagnose(tmp_path, name)
+    assert proc.returncode != 0
+    assert report["layer"] == "service", report["message"]
+    assert "supervisorctl start cosyvoice" in report["fix"], report["fix"]
+    assert "systemctl" not in report["fix"]
+    counts = converge(name)
+    assert counts["changed"] >= 1 and counts["failed"] == 0
+    assert health(ip) == 200
+    assert "RUNNING" in host.run("supervisorctl status cosyvoice-watchdog").stdout
+
+
+def test_bound_to_loopback_by_hand_is_named_and_repaired(host, ip: str, name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host.run(f"sed -i 's/--host 0.0.0.0/--host 127.0.0.1/' {CONF} && supervisorctl update cosyvoice")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not host.socket(f"tcp://127.0.0.1:{PORT}").is_listening:
+        time.sleep(0.5)
+    assert not host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
+    proc, report = diagnose(tmp_path, name)
+    assert proc.returncode != 0
+    assert report["layer"] == "bind", report["message"]
+    assert "0.0.0.0" in report["fix"] or "0.0.0.0" in report["cause"]
+    counts = converge(name)
+    assert counts["changed"] >= 1
+    assert "--host 0.0.0.0" in host.file(CONF).content_string
+    wait_healthy(ip)
+    assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
+    assert converge(name)["changed"] == 0
