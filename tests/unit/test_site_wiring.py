@@ -77,3 +77,24 @@ def test_what_an_earlier_wiring_in_this_run_set_is_not_user_input():
     first = wire(PROXY)["values"]
     again = wire(PROXY, dict(first), wired_before=first)
     assert again["problems"] == [] and again["overridden"] == []
+
+
+AUTODL = cosyvoice_endpoint("direct", server_port="auto", public_address="10.0.0.5", auth=True, platform="autodl")
+
+
+def test_a_container_platform_turns_the_host_firewall_and_its_posture_off():
+    v = wire(AUTODL, process_manager="supervisord")["values"]
+    assert v["os_firewall_backend"] == "none" and v["verify_firewall_posture"] == "off"
+    assert v["verify_process_manager"] == "supervisord"
+    assert v["os_firewall_allowed_ports"] == [{"port": 6006, "proto": "tcp", "purpose": "app"}]
+    vm = wire(DIRECT)["values"]
+    assert vm["os_firewall_backend"] == "auto" and vm["verify_firewall_posture"] == "fail"
+    assert vm["verify_process_manager"] == "systemd"
+
+
+def test_a_host_firewall_backend_on_a_container_platform_is_refused():
+    out = wire(AUTODL, {"os_firewall_backend": "ufw"})
+    assert len(out["problems"]) == 1
+    assert "os_firewall_backend (set in the inventory) is 'ufw'" in out["problems"][0]
+    assert "cosyvoice_platform=autodl" in out["problems"][0]
+    assert wire(DIRECT, {"os_firewall_backend": "ufw"})["problems"] == []

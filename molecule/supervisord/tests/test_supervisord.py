@@ -75,8 +75,11 @@ def test_no_systemd_here_and_supervisord_runs_the_app(host) -> None:  # type: ig
     status = host.run("supervisorctl status").stdout
     assert "cosyvoice " in status and "RUNNING" in status.splitlines()[0]
     assert "cosyvoice-watchdog" in status
-    proc = host.process.get(pid=app_pid(host))
+    pid = app_pid(host)
+    proc = host.process.get(pid=pid)
     assert proc.user == "cosyvoice"
+    # setpriv --no-new-privs: the one part of the systemd sandbox supervisord can keep.
+    assert "NoNewPrivs:\t1" in host.file(f"/proc/{pid}/status").content_string
     assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
 
 
@@ -135,3 +138,40 @@ def test_bound_to_loopback_by_hand_is_named_and_repaired(host, ip: str, name: st
     wait_healthy(ip)
     assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
     assert converge(name)["changed"] == 0
+
+
+# Bad input for this kind of host fails in the preflight, naming what to change, and
+# changes nothing (the program file and the process stay as they were).
+BAD_INPUTS = {
+    "systemd_forced_without_systemd": ({"cosyvoice_process_manager": "systemd"},
+                                       "cosyvoice_process_manager=systemd, but systemd is not running on this host"),
+    "proxy_on_a_container_platform": ({"cosyvoice_exposure": "proxy"},
+                                      "cosyvoice_exposure=proxy on cosyvoice_platform=autodl"),
+    "port_the_platform_does_not_publish": ({"cosyvoice_server_port": 7860},
+                                           "cosyvoice_platform=autodl only publishes port(s) 6006, 6008"),
+    "security_group_on_a_container_platform": ({"cloud_provider": "aws", "cloud_region": "eu-west-1"},
+                                               "Set cloud_provider: none for this host"),
+    "host_firewall_on_a_container_platform": ({"os_firewall_backend": "ufw"},
+                                              "os_firewall_backend (set in the inventory) is 'ufw'"),
+    "timer_without_systemd": ({"cosyvoice_scheduled_restart": "*-*-* 04:00:00"},
+                              "cosyvoice_scheduled_restart needs systemd timers"),
+}
+
+
+def test_bad_inputs_fail_in_preflight_and_change_nothing(host) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = (host.file(CONF).sha256sum, app_pid(host))
+
+    def run(case: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+        extra = BAD_INPUTS[case][0]
+        return case, ansible_playbook("molecule/supervisord/converge.yml", "-e", json.dumps(extra))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = dict(pool.map(run, BAD_INPUTS))
+    for case, proc in results.items():
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, f"{case}: site.yml passed:\n{out[-3000:]}"
+        assert BAD_INPUTS[case][1] in " ".join(out.split()), f"{case}: message missing:\n{out[-3000:]}"
+        assert "PLAY [CosyVoice3 service" not in out, f"{case}: got past the preflight:\n{out[-3000:]}"
+    assert (host.file(CONF).sha256sum, app_pid(host)) == before
