@@ -37,10 +37,11 @@ lint: venv
 	$(BIN)/ansible-lint --profile production --strict .
 	$(BIN)/python scripts/role-docs --check
 
-# Unit tests (filters, launcher, watchdog) and the AWS role against moto_server
-# on 127.0.0.1 (tests/aws); no containers needed.
+# Unit tests (filters, modules, launcher, watchdog), the AWS provider against
+# moto_server and the Aliyun/Tencent providers against local contract servers
+# on 127.0.0.1; no containers needed. Three groups side by side.
 unit: venv
-	$(BIN)/pytest -q tests/unit tests/aws
+	scripts/unit-tests
 
 # Every scenario runs even when one fails; JOBS run side by side (each has its
 # own container); the summary names the failures and the target fails if any

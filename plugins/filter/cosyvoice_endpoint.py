@@ -37,14 +37,15 @@ PLATFORMS: dict[str, Platform] = {
     # images) of the instance to an HTTPS URL shown in the console.
     "autodl": Platform(
         container=True, published_ports=(6006, 6008),
-        note="AutoDL publishes port 6006 as its custom service (自定义服务): open the HTTPS link the "
-             "console shows for the instance; or tunnel it: ssh -CNg -L 6006:127.0.0.1:6006 root@<ssh host> -p <ssh port> "
-             "and open http://127.0.0.1:6006/"),
+        note="AutoDL publishes port {port} as its custom service (自定义服务): open the HTTPS link the "
+             "console shows for the instance; or tunnel it: ssh -CNg -L {port}:127.0.0.1:{port} root@<ssh host> "
+             "-p <ssh port> and open http://127.0.0.1:{port}/"),
     # Other GPU container platforms (RunPod, vast.ai, Xiangong Cloud...): the user publishes a
     # port in the platform's console and uses the URL it shows.
     "container": Platform(
         container=True,
-        note="publish cosyvoice_server_port (TCP/HTTP) in the platform's console and open the URL it shows"),
+        note="publish port {port} (cosyvoice_server_port, TCP/HTTP) in the platform's console and open the URL it "
+             "shows"),
 }
 
 
@@ -178,7 +179,7 @@ def cosyvoice_endpoint(
         "health_path": health_path,
         "auth": bool(auth),
         "platform": {"name": platform, "container": plat.container,
-                     "published_ports": list(plat.published_ports), "note": plat.note},
+                     "published_ports": list(plat.published_ports), "note": plat.note.format(port=backend_port)},
     }
 
 

@@ -149,6 +149,13 @@ FINDINGS: dict[str, dict[str, Text]] = {
             "the service is not installed or runs under another name",
             "deploy with: ansible-playbook site.yml --tags cosyvoice; if the app runs under another unit or port, "
             "re-run the diagnosis with -e cosyvoice_service_name=<unit> -e cosyvoice_server_port=<port>"),
+        "service.unit:manager_down": Text(
+            FAIL, "supervisord is not running: nothing supervises {unit}{orphans}",
+            "supervisord, which runs the program {unit}, does not answer ({error}){orphans_cause}: nothing restarts "
+            "the app after a crash, and the watchdog cannot act",
+            "re-run: ansible-playbook site.yml --tags cosyvoice (it stops leftover processes of the programs and "
+            "starts supervisord), or by hand: supervisord -c /etc/supervisor/supervisord.conf",
+            symptom="the page may still open, until the app crashes once"),
         "service.unit:masked": Text(FAIL, "{unit} is masked", "{unit} is masked and cannot start",
                                     "systemctl unmask {unit} && systemctl enable --now {unit}"),
         "service.active:running": Text(OK, "{unit} active ({sub}), main pid {pid}, restarts {restarts}"),
@@ -523,6 +530,7 @@ class _Ctx:
         self.app_names = [str(x) for x in exp.get("app_process_names") or ["python3", "python"]]
         self.proxy_names = [str(x) for x in exp.get("proxy_process_names") or ["nginx"]]
         self.svc_props = svc.get("properties") or {}
+        self.svc_error = str(svc.get("error") or "")
         self.journal = svc.get("journal") or []
 
     @property
@@ -576,9 +584,11 @@ class _Ctx:
 # -- layer 1: service ----------------------------------------------------------------
 
 def _unit_outcome(c: _Ctx) -> str:
-    """service.unit: not_collected | by_hand | missing | masked | found."""
+    """service.unit: not_collected | manager_down | by_hand | missing | masked | found."""
     if not c.svc_props:
         return "not_collected"
+    if c.manager == "supervisord" and c.svc_error:
+        return "manager_down"
     if not c.unit_found:
         return "by_hand" if _app_on_port(c) else "missing"
     if c.svc_props.get("LoadState") == "masked":
@@ -643,7 +653,9 @@ def _unit_checks(c: _Ctx) -> list[dict[str, Any]]:
     if outcome != "found":
         who = ", ".join(_proc(p, c.pid_units) for x in _app_on_port(c) for p in x["processes"])
         return [_finding(L, f"service.unit:{outcome}", unit=c.app_unit, port=c.backend_port, who=who,
-                         names="/".join(c.app_names))]
+                         names="/".join(c.app_names), error=c.svc_error,
+                         orphans=f"; {who} still holds port {c.backend_port} unsupervised" if who else "",
+                         orphans_cause=f"; {who} still listens on port {c.backend_port}, left over" if who else "")]
     props = c.svc_props
     err = _error_line(c.journal)
     checks = [_finding(

@@ -121,3 +121,9 @@ def test_a_generic_container_platform_takes_any_port():
     ep = cosyvoice_endpoint("direct", server_port=8888, public_address="h", platform="container")
     assert ep["backend_port"] == 8888
     assert ep["platform"]["published_ports"] == []
+
+
+def test_the_platform_note_names_the_port_in_use():
+    ep = cosyvoice_endpoint("direct", server_port=6008, public_address="h", platform="autodl")
+    assert "port 6008" in ep["platform"]["note"] and "6008:127.0.0.1:6008" in ep["platform"]["note"]
+    assert "6006" not in ep["platform"]["note"]

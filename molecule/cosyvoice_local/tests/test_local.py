@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.lib.targets import container_ip, tcp_open  # noqa: E402
+from tests.lib.targets import ansible_playbook, container_ip, recap, tcp_open  # noqa: E402
 
 PORT = 7870
 
@@ -37,3 +38,35 @@ def test_no_login_file_without_users(host):
 def test_unit_names_the_exposure(host):
     unit = host.check_output("systemctl cat cosyvoice")
     assert "--host 127.0.0.1" in unit and "--port 7870" in unit and "--root-path /tts" in unit
+
+
+def _converge(*extra: str) -> dict[str, int]:
+    proc = ansible_playbook("molecule/cosyvoice_local/converge.yml", *extra)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    return next(iter(recap(proc.stdout).values()))
+
+
+def _healthy(host) -> bool:
+    return host.run(f"curl -sf --noproxy '*' http://127.0.0.1:{PORT}/tts/healthz").rc == 0
+
+
+def test_switching_a_systemd_host_to_supervisord_and_back(host):
+    """cosyvoice_process_manager overrides the detection: the unit is retired for the
+    supervisord program (no second process on the port), and back again."""
+    _converge("-e", "cosyvoice_process_manager=supervisord")
+    assert not host.file("/etc/systemd/system/cosyvoice.service").exists
+    assert host.run("systemctl is-active cosyvoice").stdout.strip() != "active"
+    deadline = time.monotonic() + 30  # STARTING until it has lived startsecs (5 s)
+    while "RUNNING" not in host.check_output("supervisorctl status cosyvoice") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "RUNNING" in host.check_output("supervisorctl status cosyvoice")
+    assert _healthy(host)
+    holders = host.check_output("ss -H -tlnp 'sport = :%d'" % PORT)
+    assert holders.count("pid=") == 1, holders
+
+    _converge()
+    assert host.service("cosyvoice").is_running and host.service("cosyvoice").is_enabled
+    assert not host.file("/etc/supervisor/conf.d/cosyvoice.conf").exists
+    assert "cosyvoice" not in host.run("supervisorctl status").stdout
+    assert _healthy(host)
+    assert _converge()["changed"] == 0

@@ -137,6 +137,46 @@ def test_bound_to_loopback_by_hand_is_named_and_repaired(host, ip: str, name: st
     assert "--host 0.0.0.0" in host.file(CONF).content_string
     wait_healthy(ip)
     assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
+
+
+def test_a_hung_app_is_restarted_by_the_watchdog(host, ip: str) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP: the watchdog (probe every 5 s, 2 failures) restarts it; it wakes the process
+    first, so supervisord's stop does not wait out stopwaitsecs (30 s)."""
+    before = app_pid(host)
+    start = time.monotonic()
+    host.run(f"kill -STOP {before}")
+    time.sleep(3)
+    assert health(ip) == -1
+    took = 3 + wait_healthy(ip, timeout=60)
+    assert app_pid(host) != before
+    assert "restarting cosyvoice" in host.file("/var/log/cosyvoice/cosyvoice-watchdog.log").content_string
+    assert took < 40, f"hung app served again only after {took:.0f} s"
+    print(f"\nFIGURE supervisord: SIGSTOP -> serving again in {time.monotonic() - start:.1f} s")
+
+
+def test_supervisord_killed_is_named_and_a_rerun_leaves_one_of_each(host, ip: str, name: str,
+                                                                     tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """supervisord killed: its programs live on unsupervised. The diagnosis says so; the
+    re-run stops the orphans and starts supervisord, which runs exactly one of each."""
+    host.run("pkill -KILL -x supervisord")
+    time.sleep(1)
+    assert health(ip) == 200  # the orphan still answers: nothing else would notice
+    proc, report = diagnose(tmp_path, name)
+    assert proc.returncode != 0
+    assert report["layer"] == "service", report["message"]
+    assert "supervisord is not running" in report["cause"] or "does not answer" in report["cause"], report["cause"]
+    assert "supervisord -c" in report["fix"]
+    counts = converge(name)
+    assert counts["changed"] >= 1
+    wait_healthy(ip)
+    deadline = time.monotonic() + 30
+    while not app_pid(host) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    launchers = host.run("pgrep -u cosyvoice -f -- '-m cosyvoice_launcher '").stdout.split()
+    # [g]: the pattern must not match the shell that runs pgrep.
+    watchdogs = host.run("pgrep -f -- 'cosyvoice-watchdo[g] --manager'").stdout.split()
+    assert launchers == [str(app_pid(host))], launchers
+    assert len(watchdogs) == 1, watchdogs
     assert converge(name)["changed"] == 0
 
 

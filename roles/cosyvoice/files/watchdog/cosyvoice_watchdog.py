@@ -121,12 +121,17 @@ class Supervisord:
         return self.status()[1]
 
     def restart(self) -> subprocess.CompletedProcess[str]:
+        # systemd sends SIGCONT after SIGTERM; supervisord does not, so a stopped (SIGSTOP)
+        # process would sit out stopwaitsecs before the SIGKILL. Wake it first.
+        self._run("signal", "CONT", self.program)
         return self._run("restart", self.program)
 
 
 def log(message: str, priority: int = syslog.LOG_INFO) -> None:
     syslog.syslog(priority, message)
-    print(message, file=sys.stderr if priority <= syslog.LOG_WARNING else sys.stdout)
+    # Under systemd the journal stamps the line; a supervisord log file does not.
+    stamp = "" if os.environ.get("INVOCATION_ID") else time.strftime("%Y-%m-%d %H:%M:%S ")
+    print(stamp + message, file=sys.stderr if priority <= syslog.LOG_WARNING else sys.stdout, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
