@@ -47,11 +47,19 @@ unit: venv
 # own container); the summary names the failures and the target fails if any
 # did. Logs: .cache/molecule-logs/<scenario>.log. The slowest start first.
 JOBS ?= 2
-SLOW_FIRST := cosyvoice_real drift proxy default verify
+SLOW_FIRST := verify cosyvoice_real drift supervisord proxy default
 molecule: venv images
-	COLUMNS=250 scripts/run-scenarios $(JOBS) $(filter $(SLOW_FIRST),$(SCENARIOS)) $(filter-out $(SLOW_FIRST),$(SCENARIOS))
+	COLUMNS=250 scripts/run-scenarios $(JOBS) $(filter $(SCENARIOS),$(SLOW_FIRST)) $(filter-out $(SLOW_FIRST),$(SCENARIOS))
 
-test: lint unit molecule
+# lint, then the unit tests and the molecule scenarios side by side (the unit
+# tests' output is printed after the scenarios'); fails when either fails.
+test: lint images
+	mkdir -p .cache
+	scripts/unit-tests > .cache/unit-tests.log 2>&1 & unit=$$!; \
+	if $(MAKE) --no-print-directory molecule; then m=0; else m=1; fi; \
+	if wait $$unit; then u=0; else u=1; fi; \
+	echo "=== unit tests ==="; cat .cache/unit-tests.log; \
+	[ $$m -eq 0 ] && [ $$u -eq 0 ]
 
 # Extra ansible-playbook arguments: make demo ARGS='-e cosyvoice_server_port=7861'
 demo: venv images

@@ -94,6 +94,124 @@ def _port(value: Any, name: str) -> int:
     return number
 
 
+_INSTANCES_FORMS = ("auto, a number of instances (3), a list of GPU indexes ([0, 1, 1]) or a list of "
+                    "{gpu, port} ([{gpu: 0, port: 7860}, {port: 7861}])")
+
+
+def _instance_spec(value: Any) -> tuple[str, Any]:
+    """cosyvoice_instances -> ('auto', None) | ('count', n) | ('gpus', [ids]) | ('items', [{gpu, port}])."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return "auto", None
+    if isinstance(value, bool):
+        raise EndpointError(f"cosyvoice_instances must be {_INSTANCES_FORMS}; got {value!r}")
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        return "count", int(value)
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(x, dict) for x in value):
+            for x in value:
+                unknown = sorted(set(map(str, x)) - {"gpu", "port"})
+                if unknown:
+                    raise EndpointError(f"cosyvoice_instances: an entry has unknown key(s) {', '.join(unknown)}; "
+                                        "each entry may set gpu and port only")
+            return "items", [dict(x) for x in value]
+        if value and all(isinstance(x, int) and not isinstance(x, bool) or str(x).isdigit() for x in value):
+            return "gpus", [int(x) for x in value]
+        if not value:
+            return "count", 0
+    raise EndpointError(f"cosyvoice_instances must be {_INSTANCES_FORMS}; got {value!r}")
+
+
+def resolve_instances(
+    value: Any,
+    exposure: str,
+    backend_port: int,
+    service_name: str = "cosyvoice",
+    gpu_count: Any = None,
+    needs_gpu: bool = True,
+    cuda_visible_devices: Any = "",
+    reserved_ports: tuple[int, ...] = (),
+    single_only: str = "",
+) -> list[dict[str, Any]]:
+    """The service's instances: [{index, name, port, gpu}], one process each.
+
+    One instance keeps the plain service name and cosyvoice_server_port; N > 1 are
+    <service>-0..N-1 on consecutive ports from cosyvoice_server_port (or the listed ones), each
+    pinned to its GPU (CUDA_VISIBLE_DEVICES). `gpu_count` is the number of NVIDIA GPUs found
+    on the host (None: not known); `single_only` names why this host runs one instance only.
+    """
+    kind, spec = _instance_spec(value)
+    gpus_known = gpu_count not in (None, "") and str(gpu_count).isdigit()
+    gpus = int(gpu_count) if gpus_known else None
+    if kind == "auto":
+        count = gpus if (exposure == "proxy" and needs_gpu and gpus and not single_only) else 1
+        items: list[dict[str, Any]] = [{"gpu": i if count > 1 else None} for i in range(count)]
+    elif kind == "count":
+        if spec < 1:
+            raise EndpointError(f"cosyvoice_instances is {spec}: at least 1 instance is needed (auto: one per GPU)")
+        if needs_gpu and spec > 1 and gpus is not None and spec > gpus:
+            raise EndpointError(
+                f"cosyvoice_instances is {spec}, but {gpus} NVIDIA GPU(s) were detected on this host: each instance "
+                "needs its own GPU. Lower it (or leave it auto: one per GPU); to share GPUs deliberately, list them, "
+                f"e.g. cosyvoice_instances: {[i % max(gpus, 1) for i in range(spec)]}"
+                + ("" if gpus else ", or run CPU instances with cosyvoice_instances: [{port: ...}, ...]"))
+        pin = needs_gpu and spec > 1 and (gpus is None or gpus > 0)
+        items = [{"gpu": i if pin else None} for i in range(spec)]
+    elif kind == "gpus":
+        if gpus is not None and needs_gpu:
+            missing = sorted({g for g in spec if g >= gpus})
+            if missing:
+                raise EndpointError(
+                    f"cosyvoice_instances lists GPU(s) {', '.join(map(str, missing))}, but {gpus} NVIDIA GPU(s) were "
+                    f"detected on this host (indexes 0-{gpus - 1}): list existing GPUs only")
+        items = [{"gpu": g} for g in spec]
+    else:
+        items = []
+        for x in spec:
+            gpu = x.get("gpu")
+            if gpu is not None and (isinstance(gpu, bool) or not str(gpu).isdigit()):
+                raise EndpointError(f"cosyvoice_instances: gpu must be a GPU index (0, 1, ...), got {gpu!r}")
+            items.append({"gpu": None if gpu is None else int(gpu), "port": x.get("port")})
+    count = len(items)
+    if count > 1 and single_only:
+        raise EndpointError(f"cosyvoice_instances asks for {count} instances, but {single_only}. "
+                            "Set cosyvoice_instances: 1 (or auto).")
+    if count > 1 and exposure != "proxy":
+        raise EndpointError(
+            f"cosyvoice_instances asks for {count} instances with cosyvoice_exposure={exposure}: users would need "
+            f"{count} ports. Several instances run behind nginx (cosyvoice_exposure: proxy), which balances them "
+            "under one URL; or set cosyvoice_instances: 1.")
+    if count > 1 and str(cuda_visible_devices or "").strip():
+        raise EndpointError(
+            "cosyvoice_cuda_visible_devices is set together with several cosyvoice_instances: each instance gets "
+            "its own GPU from cosyvoice_instances (e.g. [0, 1]); remove cosyvoice_cuda_visible_devices.")
+    out: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for i, item in enumerate(items):
+        explicit = item.get("port")
+        port = _port(explicit, f"cosyvoice_instances[{i}].port") if explicit not in (None, "") else backend_port + i
+        if i == 0 and port != backend_port:
+            raise EndpointError(f"cosyvoice_instances: the first instance listens on cosyvoice_server_port "
+                                f"({backend_port}), not {port}: set cosyvoice_server_port: {port} instead")
+        if port > 65535:
+            raise EndpointError(f"cosyvoice_instances: instance {i} would listen on port {port} "
+                                f"(cosyvoice_server_port {backend_port} + {i}): lower cosyvoice_server_port")
+        if port in seen:
+            raise EndpointError(f"cosyvoice_instances: port {port} is given to instances {seen[port]} and {i}; "
+                                "each instance needs its own port")
+        if port in reserved_ports:
+            raise EndpointError(f"cosyvoice_instances: instance {i} would listen on port {port}, which nginx uses "
+                                "(cosyvoice_proxy_http_port / cosyvoice_proxy_https_port): choose other ports")
+        seen[port] = i
+        gpu = item.get("gpu")
+        if count == 1 and gpu is None:
+            gpu_text = str(cuda_visible_devices or "").strip()
+        else:
+            gpu_text = "" if gpu is None else str(gpu)
+        out.append({"index": i, "name": service_name if count == 1 else f"{service_name}-{i}", "port": port,
+                    "gpu": gpu_text})
+    return out
+
+
 def cosyvoice_endpoint(
     exposure: str,
     server_port: Any = 7860,
@@ -105,6 +223,12 @@ def cosyvoice_endpoint(
     auth: bool = False,
     health_leaf: str = "healthz",
     platform: str = "generic",
+    instances: Any = 1,
+    gpu_count: Any = None,
+    needs_gpu: bool = True,
+    service_name: str = "cosyvoice",
+    cuda_visible_devices: Any = "",
+    process_manager: str = "systemd",
 ) -> dict[str, Any]:
     """The service's endpoint description for an exposure mode (see module doc)."""
     if exposure not in EXPOSURES:
@@ -163,6 +287,20 @@ def cosyvoice_endpoint(
     else:
         scheme, public_port, ports = "http", backend_port, []
 
+    single_only = ""
+    if plat.container:
+        single_only = f"cosyvoice_platform={platform} publishes one port for one process"
+    elif process_manager != "systemd":
+        single_only = f"this host runs the service under {process_manager} (several instances need systemd)"
+    reserved = tuple(p["port"] for p in ports) if exposure == "proxy" else ()
+    members = resolve_instances(instances, exposure, backend_port, service_name=service_name, gpu_count=gpu_count,
+                                needs_gpu=needs_gpu, cuda_visible_devices=cuda_visible_devices,
+                                reserved_ports=reserved, single_only=single_only)
+
+    local_host = LOOPBACK if bind_address in ("0.0.0.0", "::") else bind_address
+    for member in members:
+        member["backend_url"] = build_url("http", local_host, member["port"], root)
+
     health_path = ("" if root == "/" else root) + "/" + health_leaf
     return {
         "exposure": exposure,
@@ -174,19 +312,32 @@ def cosyvoice_endpoint(
         "public_port": public_port if exposure != "local" else None,
         "root_path": root,
         "url": build_url(scheme, public_address, public_port, root) if public_address else None,
-        "backend_url": build_url("http", LOOPBACK if bind_address in ("0.0.0.0", "::") else bind_address,
-                                 backend_port, root),
+        "backend_url": build_url("http", local_host, backend_port, root),
         "health_path": health_path,
         "auth": bool(auth),
         "platform": {"name": platform, "container": plat.container,
                      "published_ports": list(plat.published_ports), "note": plat.note.format(port=backend_port)},
+        "instances": members,
     }
+
+
+def instance_units(instances: list[dict[str, Any]], service_name: str = "cosyvoice", watchdog: bool = True,
+                   scheduled_restart: bool = False) -> list[dict[str, Any]]:
+    """The watchdog (one per instance) and planned-restart (one per host) units: [{src, dest, enabled, instance}]."""
+    units = [{"src": f"watchdog.{kind}.j2", "dest": f"{inst['name']}-watchdog.{kind}", "enabled": bool(watchdog),
+              "instance": inst} for inst in instances for kind in ("service", "timer")]
+    first = instances[0] if instances else {}
+    units += [{"src": f"scheduled-restart.{kind}.j2", "dest": f"{service_name}-scheduled-restart.{kind}",
+               "enabled": bool(scheduled_restart), "instance": first} for kind in ("service", "timer")]
+    return units
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "cosyvoice_endpoint": cosyvoice_endpoint,
+            "cosyvoice_instances": resolve_instances,
+            "cosyvoice_instance_units": instance_units,
             "cosyvoice_url": build_url,
             "cosyvoice_url_host": url_host,
             "cosyvoice_root_path": normalize_root_path,

@@ -190,6 +190,20 @@ FINDINGS: dict[str, dict[str, Text]] = {
         "service.enabled:disabled": Text(
             FAIL, "{unit} is {state}: it will not start at boot",
             "{unit} is not enabled ({state}): after a reboot the service stays down", "systemctl enable {unit}"),
+        "instance.active:not_collected": Text(SKIP, "state of {unit} (instance {index}) not collected"),
+        "instance.active:running": Text(OK, "{unit} active ({sub}): instance {index} of {count}, port {port}{gpu}"),
+        "instance.active:missing": Text(
+            FAIL, "no unit {unit} for instance {index} of {count} (port {port}{gpu})",
+            "cosyvoice_instances asks for {count} instances, but {unit} does not exist: nginx skips port {port}, "
+            "{serving} of {count} instances serve",
+            "re-run: ansible-playbook site.yml --tags cosyvoice"),
+        "instance.active:down": Text(
+            FAIL, "{unit} is not running ({active}/{sub}, result {result}): instance {index} of {count}, port {port}{gpu}",
+            "instance {index} ({unit}, port {port}{gpu}) is not running ({active}/{sub}, result {result}, {restarts} "
+            "restarts): nginx skips it, so {serving} of {count} instances serve and its GPU is idle",
+            "read why: journalctl -u {unit} -n 50 --no-pager; then: systemctl restart {unit} (or re-run: "
+            "ansible-playbook site.yml --tags cosyvoice)",
+            symptom="the page opens, but with less capacity; sessions that were on this instance start over"),
         "proxy.active:not_collected": Text(SKIP, "state of {unit} not collected"),
         "proxy.active:missing": Text(FAIL, "no {unit} on this host",
                                      "proxy exposure needs nginx, but {unit} does not exist",
@@ -253,6 +267,17 @@ FINDINGS: dict[str, dict[str, Text]] = {
             "leave cosyvoice_server_name unset (127.0.0.1 for proxy/local) and re-run: "
             "ansible-playbook site.yml --tags cosyvoice", symptom=_BYPASS, seed=_PROXY_SEED),
         "bind.backend:loopback": Text(OK, "backend port {port} on loopback only ({addrs})"),
+        "instance.bind:loopback": Text(OK, "instance port {port} ({unit}) on loopback only ({addrs})"),
+        "instance.bind:down": Text(SKIP, "instance port {port}: {unit} is not running (see layer service)"),
+        "instance.bind:silent": Text(
+            FAIL, "{unit} is active but nothing listens on port {port}",
+            "{unit} (instance {index}) runs but no socket listens on its port {port}: nginx cannot reach it",
+            "ss -ltnp; journalctl -u {unit} -n 50 --no-pager"),
+        "instance.bind:exposed": Text(
+            FAIL, "instance port {port} ({unit}) listens on {addrs}, not on loopback only",
+            "{unit} listens on {addrs}: anyone who reaches port {port} bypasses nginx's TLS and login",
+            "re-run: ansible-playbook site.yml --tags cosyvoice (instances listen on 127.0.0.1)",
+            symptom=_BYPASS, seed=_PROXY_SEED),
         "bind.backend_remote:reachable": Text(
             FAIL, "backend port {port} is reachable from the controller",
             "the controller connected to {address}:{port}: the app is exposed around nginx (no TLS, no login)",
@@ -517,6 +542,12 @@ class _Ctx:
         self.proxy_props = (ev.get("proxy_service") or {}).get("properties") or {}
         self.health = ev.get("health") or {}
         self.remote = ev.get("remote") or {}
+        # cosyvoice_instances > 1: the instances after the first (the first is the app unit above).
+        self.instance_count = max(1, _int(ep.get("instance_count") or len(ep.get("instances") or []), 1))
+        self.instances = [
+            {"unit": unit_name(x.get("name")), "index": _int(x.get("index"), 0), "port": _int(x.get("port")),
+             "gpu": str(x.get("gpu") or ""), "props": x.get("properties") or {}}
+            for x in ev.get("instances") or [] if isinstance(x, dict)]
 
     def _expected(self, exp: dict[str, Any], svc: dict[str, Any]) -> None:
         self.manager = str(exp.get("manager") or "systemd")
@@ -557,6 +588,9 @@ class _Ctx:
         """(unit, process names, whether the unit exists) of what should hold `port`."""
         if port == self.backend_port:
             return self.app_unit, self.app_names, self.unit_found
+        for inst in self.instances:
+            if port == inst["port"]:
+                return inst["unit"], self.app_names, is_found(inst["props"])
         return self.proxy_unit, self.proxy_names, is_found(self.proxy_props)
 
     def foreign(self, port: int) -> tuple[list[dict[str, Any]], bool]:
@@ -706,9 +740,33 @@ def _health_checks(c: _Ctx) -> list[dict[str, Any]]:
                      code=_int(h.get("status")), unit=c.app_unit, port=c.backend_port)]
 
 
+def _instance_fields(c: _Ctx, inst: dict[str, Any]) -> dict[str, Any]:
+    serving = int(c.app_active) + sum(1 for x in c.instances if x["props"].get("ActiveState") == "active")
+    return {"unit": inst["unit"], "index": inst["index"], "count": c.instance_count, "port": inst["port"],
+            "gpu": f", GPU {inst['gpu']}" if inst["gpu"] else "", "serving": serving}
+
+
+def _instance_outcome(props: dict[str, Any]) -> str:
+    """instance.active: not_collected | missing | running | down."""
+    if not props:
+        return "not_collected"
+    if not is_found(props):
+        return "missing"
+    return "running" if props.get("ActiveState") == "active" else "down"
+
+
+def _instance_checks(c: _Ctx) -> list[dict[str, Any]]:
+    """cosyvoice_instances > 1: each further instance runs (the first is judged as the app above)."""
+    return [_finding("service", f"instance.active:{_instance_outcome(x['props'])}", f"instance.active.{x['index']}",
+                     active=x["props"].get("ActiveState", "?"), sub=x["props"].get("SubState", "?"),
+                     result=x["props"].get("Result") or "?", restarts=x["props"].get("NRestarts", "0"),
+                     **_instance_fields(c, x))
+            for x in c.instances]
+
+
 def _service(c: _Ctx) -> list[dict[str, Any]]:
     unit_file = _unit_file_checks(c) if c.unit_found and c.svc_props else []
-    return _unit_checks(c) + unit_file + _proxy_checks(c) + _health_checks(c)
+    return _unit_checks(c) + unit_file + _instance_checks(c) + _proxy_checks(c) + _health_checks(c)
 
 
 # -- layer 2: bind ---------------------------------------------------------------------
@@ -754,6 +812,20 @@ def _backend_remote_checks(c: _Ctx) -> list[dict[str, Any]]:
     return [_finding("bind", f"bind.backend_remote:{outcome}", port=backend.get("port"), address=c.public_address)]
 
 
+def _instance_bind_checks(c: _Ctx) -> list[dict[str, Any]]:
+    checks = []
+    for x in c.instances:
+        on_port = listeners_on_port(c.listeners, x["port"])
+        exposed = [y for y in on_port if not y["loopback"]]
+        if on_port:
+            outcome = "exposed" if exposed else "loopback"
+        else:
+            outcome = "silent" if x["props"].get("ActiveState") == "active" else "down"
+        checks.append(_finding("bind", f"instance.bind:{outcome}", f"instance.bind.{x['index']}",
+                               addrs=", ".join(y["local"] for y in (exposed or on_port)), **_instance_fields(c, x)))
+    return checks
+
+
 def _bind(c: _Ctx) -> list[dict[str, Any]]:
     if not c.ev.get("listeners_checked", "listeners" in c.ev):
         return [_finding("bind", "bind.listeners:not_collected")]
@@ -767,6 +839,7 @@ def _bind(c: _Ctx) -> list[dict[str, Any]]:
         checks = [_reach_check(c, "bind.public", port, f"{c.app_unit} (direct exposure)")]
     else:
         checks = [_backend_check(c, on_port)]
+    checks += _instance_bind_checks(c)
     if c.exposure == "proxy":
         checks += [_reach_check(c, f"bind.public.{p['port']}", p["port"], c.proxy_unit) for p in c.public_ports]
     return checks + _backend_remote_checks(c)
@@ -809,7 +882,8 @@ def _conflict_check(c: _Ctx, port: int) -> dict[str, Any]:
 
 
 def _port_conflict(c: _Ctx) -> list[dict[str, Any]]:
-    ports = [c.backend_port] + ([p["port"] for p in c.public_ports] if c.exposure == "proxy" else [])
+    ports = ([c.backend_port] + [x["port"] for x in c.instances]
+             + ([p["port"] for p in c.public_ports] if c.exposure == "proxy" else []))
     return [_conflict_check(c, port) for port in ports]
 
 
@@ -1302,6 +1376,18 @@ def cosyvoice_probe_summary(result: Any, url: str | None = None) -> Any:
     return _probe(result, url)
 
 
+def cosyvoice_instance_evidence(instances: Any, unit_states: Any) -> list[dict[str, Any]]:
+    """The further instances ([{name, index, port, gpu}]) with their units' states from host_probe."""
+    states = unit_states if isinstance(unit_states, dict) else {}
+    out = []
+    for x in instances or []:
+        if isinstance(x, dict):
+            state = states.get(unit_name(x.get("name"))) or {}
+            out.append({"name": x.get("name"), "index": x.get("index"), "port": x.get("port"), "gpu": x.get("gpu", ""),
+                        "properties": state.get("properties") or {}})
+    return out
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -1309,4 +1395,5 @@ class FilterModule:
             "cosyvoice_diagnosis_text": cosyvoice_diagnosis_text,
             "cosyvoice_diagnosis_json": cosyvoice_diagnosis_json,
             "cosyvoice_probe_summary": cosyvoice_probe_summary,
+            "cosyvoice_instance_evidence": cosyvoice_instance_evidence,
         }

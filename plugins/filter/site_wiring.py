@@ -57,6 +57,21 @@ def _ports_cover_endpoint(value: Any, ep: Mapping[str, Any]) -> str:
     return f"lacks {', '.join(missing)}, which cosyvoice_endpoint needs open" if missing else ""
 
 
+def _instances(ep: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [x for x in ep.get("instances") or [] if isinstance(x, Mapping)]
+
+
+def _upstream_servers(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> list[str]:
+    """Several instances: nginx balances them (one: the plain upstream host:port)."""
+    members = _instances(ep)
+    return [f"127.0.0.1:{int(x['port'])}" for x in members] if len(members) > 1 else []
+
+
+def _app_unit(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+    members = _instances(ep)
+    return str(members[0]["name"]) if members else ctx["service_name"]
+
+
 def _container(ep: Mapping[str, Any]) -> bool:
     return bool((ep.get("platform") or {}).get("container"))
 
@@ -75,6 +90,7 @@ WIRING: dict[str, Wire] = {
     "nginx_proxy_enabled": Wire(lambda ep, c: ep["exposure"] == "proxy", "cosyvoice_exposure"),
     "nginx_proxy_upstream_host": Wire(lambda ep, c: "127.0.0.1", "cosyvoice_exposure"),
     "nginx_proxy_upstream_port": Wire(lambda ep, c: int(ep["backend_port"]), "cosyvoice_server_port"),
+    "nginx_proxy_upstream_servers": Wire(_upstream_servers, "cosyvoice_instances"),
     "nginx_proxy_https_port": Wire(lambda ep, c: _public(ep, "https", c["proxy_https_port"]), "cosyvoice_proxy_https_port"),
     "nginx_proxy_http_port": Wire(lambda ep, c: _public(ep, "http", c["proxy_http_port"]), "cosyvoice_proxy_http_port"),
     "nginx_proxy_location": Wire(lambda ep, c: ep["root_path"], "cosyvoice_root_path"),
@@ -95,7 +111,7 @@ WIRING: dict[str, Wire] = {
     # Verification.
     "verify_process_manager": Wire(lambda ep, c: c["process_manager"], "cosyvoice_process_manager"),
     "verify_endpoint": Wire(lambda ep, c: dict(ep), "cosyvoice_exposure"),
-    "verify_service_name": Wire(lambda ep, c: c["service_name"], "cosyvoice_service_name"),
+    "verify_service_name": Wire(_app_unit, "cosyvoice_service_name"),
     "verify_auth_users": Wire(lambda ep, c: list(c["auth_users"]), "cosyvoice_auth_users", secret=True),
     "verify_report_dir": Wire(lambda ep, c: c["report_dir"], "the project's reports/ folder", settable=True),
     "verify_service_user": Wire(lambda ep, c: c["service_user"], "cosyvoice_user"),

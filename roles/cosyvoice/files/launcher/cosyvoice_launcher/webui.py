@@ -149,7 +149,9 @@ def build_blocks(cfg: Config, engine: Engine) -> gr.Blocks:
 def build_app(cfg: Config, engine: Engine) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     health: dict[str, Any] = {"status": "ok", "engine": engine.name, "sample_rate": engine.sample_rate,
-                              "root_path": cfg.root_path}
+                              "root_path": cfg.root_path,
+                              # Which process answered (cosyvoice_instances > 1: one port per instance).
+                              "port": cfg.port}
 
     async def healthz() -> JSONResponse:
         # Answered without login: the watchdog and the verify role use it. It is
