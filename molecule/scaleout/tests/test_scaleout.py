@@ -234,8 +234,9 @@ def converge(*extra: str) -> tuple[dict[str, int], float]:
 
 
 def test_changing_the_instance_count_retires_and_adds_units(host, ip, cafile) -> None:  # type: ignore[no-untyped-def]
-    """3 -> [0, 1] (GPU list: pinned) -> 1 (the plain unit) -> 3: what is no longer wanted is
-    stopped and removed, one process per port, nginx follows."""
+    """3 -> [0, 1] (GPU list: pinned) -> 1 (the plain unit): what is no longer wanted is stopped
+    and removed, one process per port, nginx follows. (The first converge of a later run brings
+    back 3: the module fixture; 1 -> 3 is what the scenario's own converge did.)"""
     _, two_s = converge("-e", json.dumps({"cosyvoice_instances": [0, 1]}))
     assert not host.file("/etc/systemd/system/cosyvoice-2.service").exists
     assert not host.file("/etc/systemd/system/cosyvoice-2-watchdog.timer").exists
@@ -254,9 +255,4 @@ def test_changing_the_instance_count_retires_and_adds_units(host, ip, cafile) ->
     status, headers, body = get(ip, cafile)
     assert status == 200 and json.loads(body)["port"] == 7860 and "set-cookie" not in headers
 
-    counts, three_s = converge()
-    assert not host.file("/etc/systemd/system/cosyvoice.service").exists
-    assert units_running(host)
-    assert len(host.check_output("ss -Htlnp 'sport >= :7860 and sport <= :7870'").splitlines()) == 3
-    figure(f"scaleout: 3 -> 2 instances {two_s:.0f} s, 2 -> 1 {one_s:.0f} s, 1 -> 3 {three_s:.0f} s "
-           f"({counts['changed']} changed)")
+    figure(f"scaleout: 3 -> 2 instances {two_s:.0f} s, 2 -> 1 {one_s:.0f} s")
