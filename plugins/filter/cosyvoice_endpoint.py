@@ -14,7 +14,9 @@ from typing import Any
 
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
 
-EXPOSURES = ("local", "direct", "proxy")
+EXPOSURES = ("local", "direct", "proxy", "backend")
+#: Exposures whose app is reached by nginx (its own, or a front proxy's on another host).
+BALANCED = ("proxy", "backend")
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 7860
 
@@ -143,7 +145,7 @@ def resolve_instances(
     gpus_known = gpu_count not in (None, "") and str(gpu_count).isdigit()
     gpus = int(gpu_count) if gpus_known else None
     if kind == "auto":
-        count = gpus if (exposure == "proxy" and needs_gpu and gpus and not single_only) else 1
+        count = gpus if (exposure in BALANCED and needs_gpu and gpus and not single_only) else 1
         items: list[dict[str, Any]] = [{"gpu": i if count > 1 else None} for i in range(count)]
     elif kind == "count":
         if spec < 1:
@@ -175,11 +177,11 @@ def resolve_instances(
     if count > 1 and single_only:
         raise EndpointError(f"cosyvoice_instances asks for {count} instances, but {single_only}. "
                             "Set cosyvoice_instances: 1 (or auto).")
-    if count > 1 and exposure != "proxy":
+    if count > 1 and exposure not in BALANCED:
         raise EndpointError(
             f"cosyvoice_instances asks for {count} instances with cosyvoice_exposure={exposure}: users would need "
-            f"{count} ports. Several instances run behind nginx (cosyvoice_exposure: proxy), which balances them "
-            "under one URL; or set cosyvoice_instances: 1.")
+            f"{count} ports. Several instances run behind nginx (cosyvoice_exposure: proxy, or backend behind a "
+            "front proxy host), which balances them under one URL; or set cosyvoice_instances: 1.")
     if count > 1 and str(cuda_visible_devices or "").strip():
         raise EndpointError(
             "cosyvoice_cuda_visible_devices is set together with several cosyvoice_instances: each instance gets "
@@ -229,8 +231,17 @@ def cosyvoice_endpoint(
     service_name: str = "cosyvoice",
     cuda_visible_devices: Any = "",
     process_manager: str = "systemd",
+    private_address: str | None = None,
+    front_hosts: Any = (),
+    upstream_hosts: Any = (),
 ) -> dict[str, Any]:
-    """The service's endpoint description for an exposure mode (see module doc)."""
+    """The service's endpoint description for an exposure mode (see module doc).
+
+    A fleet: `backend` hosts serve their instances on a non-loopback address to the front proxy
+    host(s) named in `front_hosts` (inventory names) only; a `proxy` host that lists backends in
+    `upstream_hosts` balances their instances next to its own. `private_address` is the address
+    other hosts of the fleet reach this one on (a backend's URL, a front's source address).
+    """
     if exposure not in EXPOSURES:
         raise EndpointError(f"cosyvoice_exposure must be one of {', '.join(EXPOSURES)}, got {exposure!r}")
     if platform not in PLATFORMS:
@@ -239,7 +250,21 @@ def cosyvoice_endpoint(
     if server_port in (None, "", "auto"):
         server_port = plat.published_ports[0] if plat.published_ports else DEFAULT_PORT
     backend_port = _port(server_port, "cosyvoice_server_port")
-    if plat.container and exposure == "proxy":
+    fronts = [str(x) for x in front_hosts or []]
+    upstreams = [str(x) for x in upstream_hosts or []]
+    if exposure == "backend" and not fronts:
+        raise EndpointError(
+            "cosyvoice_exposure=backend needs cosyvoice_front_hosts: the inventory name(s) of the front proxy host(s) "
+            "that balance this host; only they may connect to its ports.")
+    if fronts and exposure != "backend":
+        raise EndpointError(f"cosyvoice_front_hosts is set with cosyvoice_exposure={exposure}: it belongs to "
+                            "cosyvoice_exposure: backend hosts. Remove it, or set cosyvoice_exposure: backend.")
+    if upstreams and exposure != "proxy":
+        raise EndpointError(f"cosyvoice_upstream_hosts is set with cosyvoice_exposure={exposure}: only a front proxy "
+                            "(cosyvoice_exposure: proxy) balances other hosts. Remove it, or set cosyvoice_exposure: proxy.")
+    if private_address is not None and str(private_address) and not is_host(str(private_address)):
+        raise EndpointError(f"cosyvoice_private_address {private_address!r} is neither an IP address nor a hostname")
+    if plat.container and exposure in BALANCED:
         raise EndpointError(
             f"cosyvoice_exposure=proxy on cosyvoice_platform={platform}: the platform's own proxy is the front "
             "(HTTPS, its URL), and this container runs no nginx of ours. Use cosyvoice_exposure=direct (with "
@@ -251,9 +276,14 @@ def cosyvoice_endpoint(
             f"cosyvoice_server_port unset (auto: {plat.published_ports[0]}) or set one of those.")
     root = normalize_root_path(root_path)
     if not bind_address:
-        bind_address = "0.0.0.0" if exposure == "direct" else LOOPBACK
+        bind_address = "0.0.0.0" if exposure in ("direct", "backend") else LOOPBACK
     if not is_host(bind_address):
         raise EndpointError(f"cosyvoice_server_name {bind_address!r} is neither an IP address nor a hostname")
+    if exposure == "backend" and is_loopback(bind_address):
+        raise EndpointError(
+            f"cosyvoice_server_name is {bind_address} with cosyvoice_exposure=backend: the front proxy host could "
+            "not connect. Leave it unset (0.0.0.0; the firewall admits the front proxy only) or use this host's "
+            "private address.")
     if exposure == "direct" and is_loopback(bind_address):
         raise EndpointError(
             f"cosyvoice_server_name is {bind_address} with cosyvoice_exposure=direct: nobody else could connect "
@@ -264,6 +294,8 @@ def cosyvoice_endpoint(
             f"cosyvoice_server_name is {bind_address} with cosyvoice_exposure={exposure}: the app must listen on "
             "127.0.0.1 only, so it cannot be reached around the proxy. Leave cosyvoice_server_name unset."
         )
+    if exposure == "backend":
+        public_address = private_address or public_address
     public_address = public_address or (LOOPBACK if exposure == "local" else None)
     if public_address is not None and not is_host(str(public_address)):
         raise EndpointError(f"cosyvoice_public_address {public_address!r} is neither an IP address nor a hostname")
@@ -284,7 +316,7 @@ def cosyvoice_endpoint(
             {"port": http_port, "proto": "tcp", "purpose": "http"},
             {"port": https_port, "proto": "tcp", "purpose": "https"},
         ]
-    else:
+    else:  # local; backend: the instances' ports, once they are known (below)
         scheme, public_port, ports = "http", backend_port, []
 
     single_only = ""
@@ -297,6 +329,8 @@ def cosyvoice_endpoint(
                                 needs_gpu=needs_gpu, cuda_visible_devices=cuda_visible_devices,
                                 reserved_ports=reserved, single_only=single_only)
 
+    if exposure == "backend":
+        ports = [{"port": m["port"], "proto": "tcp", "purpose": "backend"} for m in members]
     local_host = LOOPBACK if bind_address in ("0.0.0.0", "::") else bind_address
     for member in members:
         member["backend_url"] = build_url("http", local_host, member["port"], root)
@@ -314,7 +348,11 @@ def cosyvoice_endpoint(
         "url": build_url(scheme, public_address, public_port, root) if public_address else None,
         "backend_url": build_url("http", local_host, backend_port, root),
         "health_path": health_path,
-        "auth": bool(auth),
+        # A backend asks for no login: its front proxy does.
+        "auth": bool(auth) and exposure != "backend",
+        "private_address": str(private_address or public_address or ""),
+        "front_hosts": fronts,
+        "upstream_hosts": upstreams,
         "platform": {"name": platform, "container": plat.container,
                      "published_ports": list(plat.published_ports), "note": plat.note.format(port=backend_port)},
         "instances": members,

@@ -204,6 +204,14 @@ FINDINGS: dict[str, dict[str, Text]] = {
             "read why: journalctl -u {unit} -n 50 --no-pager; then: systemctl restart {unit} (or re-run: "
             "ansible-playbook site.yml --tags cosyvoice)",
             symptom="the page opens, but with less capacity; sessions that were on this instance start over"),
+        "upstream:answers": Text(OK, "backend {host} ({server}) answers this front ({code})"),
+        "upstream:down": Text(
+            FAIL, "backend {host} ({server}) does not answer this front: {msg}",
+            "backend {host} does not answer the front's health request to {server} ({msg}): nginx here skips it, so "
+            "the fleet serves with less capacity and that host's sessions start over elsewhere",
+            "find out why on the backend itself: ansible-playbook playbooks/diagnose.yml --limit {host},{front} "
+            "(its report names the layer: service down, bind address, firewall admitting the front, port)",
+            symptom="the page opens, but with less capacity"),
         "proxy.active:not_collected": Text(SKIP, "state of {unit} not collected"),
         "proxy.active:missing": Text(FAIL, "no {unit} on this host",
                                      "proxy exposure needs nginx, but {unit} does not exist",
@@ -268,6 +276,11 @@ FINDINGS: dict[str, dict[str, Text]] = {
             "ansible-playbook site.yml --tags cosyvoice", symptom=_BYPASS, seed=_PROXY_SEED),
         "bind.backend:loopback": Text(OK, "backend port {port} on loopback only ({addrs})"),
         "instance.bind:loopback": Text(OK, "instance port {port} ({unit}) on loopback only ({addrs})"),
+        "instance.bind:reachable": Text(OK, "instance port {port} ({unit}) listens on {addrs} (for the front proxy)"),
+        "instance.bind:loopback_only": Text(
+            FAIL, "instance port {port} ({unit}) is bound to loopback only ({addrs})",
+            "{unit} listens on {addrs}: the front proxy host cannot connect to this backend instance",
+            "re-run: ansible-playbook site.yml --tags cosyvoice (a backend's instances listen on 0.0.0.0)"),
         "instance.bind:down": Text(SKIP, "instance port {port}: {unit} is not running (see layer service)"),
         "instance.bind:silent": Text(
             FAIL, "{unit} is active but nothing listens on port {port}",
@@ -542,6 +555,8 @@ class _Ctx:
         self.proxy_props = (ev.get("proxy_service") or {}).get("properties") or {}
         self.health = ev.get("health") or {}
         self.remote = ev.get("remote") or {}
+        self.remote_from = str(self.remote.get("from") or "localhost")
+        self.upstreams = [x for x in ev.get("upstreams") or [] if isinstance(x, dict)]
         # cosyvoice_instances > 1: the instances after the first (the first is the app unit above).
         self.instance_count = max(1, _int(ep.get("instance_count") or len(ep.get("instances") or []), 1))
         self.instances = [
@@ -764,9 +779,20 @@ def _instance_checks(c: _Ctx) -> list[dict[str, Any]]:
             for x in c.instances]
 
 
+def _upstream_checks(c: _Ctx) -> list[dict[str, Any]]:
+    """A fleet's front: each backend instance answers the front's own health request."""
+    host = str(c.ev.get("host") or "this front")
+    return [_finding("service", f"upstream:{'answers' if _int(x.get('status')) == 200 else 'down'}",
+                     f"upstream.{x.get('host')}:{x.get('port')}", host=x.get("host"),
+                     server=f"{x.get('address')}:{x.get('port')}", code=_int(x.get("status")),
+                     msg=x.get("msg") or f"status {x.get('status')}", front=host)
+            for x in c.upstreams]
+
+
 def _service(c: _Ctx) -> list[dict[str, Any]]:
     unit_file = _unit_file_checks(c) if c.unit_found and c.svc_props else []
-    return _unit_checks(c) + unit_file + _instance_checks(c) + _proxy_checks(c) + _health_checks(c)
+    return (_unit_checks(c) + unit_file + _instance_checks(c) + _upstream_checks(c) + _proxy_checks(c)
+            + _health_checks(c))
 
 
 # -- layer 2: bind ---------------------------------------------------------------------
@@ -806,7 +832,7 @@ def _backend_check(c: _Ctx, on_port: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _backend_remote_checks(c: _Ctx) -> list[dict[str, Any]]:
     backend = c.remote.get("backend") or {}
-    if c.exposure != "proxy" or not backend.get("checked"):
+    if c.exposure not in ("proxy", "backend") or not backend.get("checked"):
         return []
     outcome = "reachable" if backend.get("reachable") else "closed"
     return [_finding("bind", f"bind.backend_remote:{outcome}", port=backend.get("port"), address=c.public_address)]
@@ -817,7 +843,9 @@ def _instance_bind_checks(c: _Ctx) -> list[dict[str, Any]]:
     for x in c.instances:
         on_port = listeners_on_port(c.listeners, x["port"])
         exposed = [y for y in on_port if not y["loopback"]]
-        if on_port:
+        if on_port and c.exposure == "backend":
+            outcome = "reachable" if exposed else "loopback_only"
+        elif on_port:
             outcome = "exposed" if exposed else "loopback"
         else:
             outcome = "silent" if x["props"].get("ActiveState") == "active" else "down"
@@ -835,8 +863,8 @@ def _bind(c: _Ctx) -> list[dict[str, Any]]:
         elsewhere = sorted({x["port"] for x in c.app_listeners() if x["port"] != port})
         return [_finding("bind", f"bind.port:{_port_outcome(c, elsewhere)}", unit=c.app_unit, port=port,
                          other=", ".join(str(p) for p in elsewhere), address=c.public_address)]
-    if c.exposure == "direct":
-        checks = [_reach_check(c, "bind.public", port, f"{c.app_unit} (direct exposure)")]
+    if c.exposure in ("direct", "backend"):
+        checks = [_reach_check(c, "bind.public", port, f"{c.app_unit} ({c.exposure} exposure)")]
     else:
         checks = [_backend_check(c, on_port)]
     checks += _instance_bind_checks(c)
@@ -1237,6 +1265,8 @@ def cosyvoice_diagnose(evidence: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"cosyvoice_diagnose expects a dict of evidence, got {type(evidence).__name__}")
     c = _Ctx(evidence)
     checks = [check for layer in LAYERS for check in _EVALUATORS[layer.id](c)]
+    if c.remote_from != "localhost":
+        checks = [_from_front(check, c.remote_from) for check in checks]
     if c.manager == "supervisord":
         checks = [_supervised(check, c.app_unit) for check in checks]
     failed = [x for x in checks if x["status"] == FAIL]
@@ -1253,6 +1283,19 @@ def cosyvoice_diagnose(evidence: dict[str, Any]) -> dict[str, Any]:
         result["platform"] = {"name": plat.get("name"), "note": plat["note"]}
     result.update(_verdict(c, host, _primary(failed)))
     return result
+
+
+# -- a fleet's backend: the remote checks ran on its front proxy host ------------------------------------------
+
+def _from_front(check: dict[str, Any], front: str) -> dict[str, Any]:
+    """The client/tls/auth/http findings of a backend name the front host they were made from."""
+    if check.get("layer") not in ("client", "tls", "auth", "http"):
+        return check
+    out = dict(check)
+    for key in ("summary", "cause", "fix"):
+        if isinstance(out.get(key), str):
+            out[key] = re.sub(r"\b(the )?controller\b", f"the front proxy host {front}", out[key])
+    return out
 
 
 # -- hosts without systemd: the app is a supervisord program -----------------------------------------------------
@@ -1346,8 +1389,7 @@ def _probe(r: dict[str, Any], url: str | None) -> dict[str, Any]:
         out["port"] = _int(item["port"])
     elif "port" in r:
         out["port"] = _int(r["port"])
-    # uri's "Status code was -1 and not [200, 401]: Request failed: <urlopen error ...>" -> the error itself
-    msg = re.sub(r"^Status code was -?\d+ and not \[[^\]]*\]: (Request failed: )?", "", str(r.get("msg") or ""))
+    msg = _uri_msg(r)
     if "status" in r:  # uri: the status says it all (-1 = no HTTP response)
         out["status"] = _int(r["status"])
         out["ok"] = 0 < out["status"] < 400
@@ -1376,6 +1418,23 @@ def cosyvoice_probe_summary(result: Any, url: str | None = None) -> Any:
     return _probe(result, url)
 
 
+def _uri_msg(r: dict[str, Any]) -> str:
+    """uri's "Status code was -1 and not [200, 401]: Request failed: <urlopen error ...>" -> the error itself."""
+    return re.sub(r"^Status code was -?\d+ and not \[[^\]]*\]: (Request failed: )?", "", str(r.get("msg") or ""))
+
+
+def cosyvoice_upstream_evidence(upstreams: Any, probe: Any) -> list[dict[str, Any]]:
+    """A front's backends ([{host, address, port}]) with the answers to its health requests (a uri loop)."""
+    results = (probe or {}).get("results") or [] if isinstance(probe, dict) else []
+    out = []
+    for i, x in enumerate(u for u in upstreams or [] if isinstance(u, dict)):
+        r = results[i] if i < len(results) and isinstance(results[i], dict) else {}
+        msg = _uri_msg(r)
+        out.append({"host": x.get("host"), "address": x.get("address"), "port": x.get("port"),
+                    "status": _int(r.get("status"), -1) if r else -1, "msg": msg if _int(r.get("status")) != 200 else ""})
+    return out
+
+
 def cosyvoice_instance_evidence(instances: Any, unit_states: Any) -> list[dict[str, Any]]:
     """The further instances ([{name, index, port, gpu}]) with their units' states from host_probe."""
     states = unit_states if isinstance(unit_states, dict) else {}
@@ -1396,4 +1455,5 @@ class FilterModule:
             "cosyvoice_diagnosis_json": cosyvoice_diagnosis_json,
             "cosyvoice_probe_summary": cosyvoice_probe_summary,
             "cosyvoice_instance_evidence": cosyvoice_instance_evidence,
+            "cosyvoice_upstream_evidence": cosyvoice_upstream_evidence,
         }

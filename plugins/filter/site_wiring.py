@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.cosyvoice.deploy.plugins.filter.nginx_proxy import server_name_problems
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
+
+#: A derive function returns this when the variable is not wired for this host (the role's default applies).
+UNWIRED = object()
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,105 @@ def _instances(ep: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [x for x in ep.get("instances") or [] if isinstance(x, Mapping)]
 
 
+def _remote_upstreams(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The backends' instances a front balances: [{host, address, port, name}] (hosts missing from the run: none)."""
+    out = []
+    for host in ep.get("upstream_hosts") or []:
+        other = (ctx.get("fleet") or {}).get(host) or {}
+        for x in other.get("instances") or []:
+            out.append({"host": host, "address": other.get("private_address") or other.get("public_address"),
+                        "port": int(x["port"]), "name": x.get("name", "")})
+    return out
+
+
 def _upstream_servers(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> list[str]:
-    """Several instances: nginx balances them (one: the plain upstream host:port)."""
-    members = _instances(ep)
-    return [f"127.0.0.1:{int(x['port'])}" for x in members] if len(members) > 1 else []
+    """Several instances, or backends on other hosts: nginx balances them (one: the plain upstream host:port)."""
+    local = [f"127.0.0.1:{int(x['port'])}" for x in _instances(ep)]
+    remote = [f"{netshape.url_host(str(x['address']))}:{x['port']}" for x in _remote_upstreams(ep, ctx)]
+    return local + remote if len(local) + len(remote) > 1 else []
+
+
+def _front_cidrs(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> Any:
+    """A backend admits its front proxy host(s) only (other exposures: the role's own default)."""
+    if ep.get("exposure") != "backend":
+        return UNWIRED
+    out = []
+    for host in ep.get("front_hosts") or []:
+        address = str(((ctx.get("fleet") or {}).get(host) or {}).get("private_address") or "")
+        if netshape.is_ip(address):
+            out.append(f"{address}/{128 if ':' in address else 32}")
+    return out
+
+
+def _front_cidrs_v6(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> Any:
+    cidrs = _front_cidrs(ep, ctx)
+    return UNWIRED if cidrs is UNWIRED else [c for c in cidrs if ":" in c]
+
+
+def _front_cidrs_v4(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> Any:
+    cidrs = _front_cidrs(ep, ctx)
+    return UNWIRED if cidrs is UNWIRED else [c for c in cidrs if ":" not in c]
+
+
+def fleet_problems(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> list[str]:
+    """What is inconsistent between this host and the hosts it balances or is balanced by."""
+    me = ctx.get("inventory_hostname", "")
+    fleet = ctx.get("fleet") or {}
+    problems = []
+    for host in ep.get("upstream_hosts") or []:
+        other = fleet.get(host) or {}
+        if not other.get("instances"):
+            problems.append(f"cosyvoice_upstream_hosts names {host}, which is not part of this run (or not in the "
+                            "inventory): the front's upstream list comes from each backend's endpoint. Run the fleet "
+                            f"together (--limit {me},{host}).")
+        elif other.get("exposure") != "backend":
+            problems.append(f"cosyvoice_upstream_hosts names {host}, but {host} runs cosyvoice_exposure="
+                            f"{other.get('exposure')}: set cosyvoice_exposure: backend (and cosyvoice_front_hosts: "
+                            f"[{me}]) for it.")
+        elif me not in (other.get("front_hosts") or []):
+            problems.append(f"cosyvoice_upstream_hosts names {host}, but {host} does not list {me} in "
+                            f"cosyvoice_front_hosts: its firewall would drop this front's connections.")
+    for host in ep.get("front_hosts") or []:
+        address = str((fleet.get(host) or {}).get("private_address") or "")
+        if not address:
+            problems.append(f"cosyvoice_front_hosts names {host}, whose address is not known in this run: run it "
+                            f"together with its backends, or set cosyvoice_private_address for {host} in the inventory.")
+        elif not netshape.is_ip(address):
+            problems.append(f"cosyvoice_front_hosts names {host}, whose cosyvoice_private_address {address!r} is not "
+                            f"an IP address: set it to the address {me} sees the front's connections come from.")
+    return problems
+
+
+def cosyvoice_rollout_targets(endpoint: Mapping[str, Any], inventory_hostname: str) -> list[dict[str, Any]]:
+    """Where a host is balanced, for a rolling update: [{front, servers}] - the front proxy host(s) of a
+    backend with its instances there; the host itself for its own instances behind its own nginx when it
+    balances more than one server; [] when nothing balances it (it is updated in place)."""
+    members = _instances(endpoint)
+    if endpoint.get("exposure") == "backend":
+        address = netshape.url_host(str(endpoint.get("private_address") or endpoint.get("public_address")))
+        servers = [f"{address}:{int(x['port'])}" for x in members]
+        return [{"front": str(f), "servers": servers} for f in endpoint.get("front_hosts") or []]
+    if endpoint.get("exposure") == "proxy" and (len(members) > 1 or endpoint.get("upstream_hosts")):
+        return [{"front": inventory_hostname, "servers": [f"127.0.0.1:{int(x['port'])}" for x in members]}]
+    return []
+
+
+def cosyvoice_fleet(names: Any, hostvars: Any) -> dict[str, Any]:
+    """{name: what this host needs to know of it} for the fleet hosts it names: the endpoint when the host
+    is part of the run, else the private address from the inventory (or nothing)."""
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(str(n) for n in names or []):
+        try:
+            hv = hostvars[name]
+        except (KeyError, TypeError):
+            continue
+        ep = hv.get("cosyvoice_endpoint") if hasattr(hv, "get") else None
+        if isinstance(ep, Mapping):
+            out[name] = {k: ep.get(k) for k in ("exposure", "private_address", "public_address", "instances",
+                                                "front_hosts")}
+        elif hasattr(hv, "get") and hv.get("cosyvoice_private_address"):
+            out[name] = {"private_address": hv.get("cosyvoice_private_address")}
+    return out
 
 
 def _app_unit(ep: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
@@ -90,7 +189,7 @@ WIRING: dict[str, Wire] = {
     "nginx_proxy_enabled": Wire(lambda ep, c: ep["exposure"] == "proxy", "cosyvoice_exposure"),
     "nginx_proxy_upstream_host": Wire(lambda ep, c: "127.0.0.1", "cosyvoice_exposure"),
     "nginx_proxy_upstream_port": Wire(lambda ep, c: int(ep["backend_port"]), "cosyvoice_server_port"),
-    "nginx_proxy_upstream_servers": Wire(_upstream_servers, "cosyvoice_instances"),
+    "nginx_proxy_upstream_servers": Wire(_upstream_servers, "cosyvoice_instances / cosyvoice_upstream_hosts"),
     "nginx_proxy_https_port": Wire(lambda ep, c: _public(ep, "https", c["proxy_https_port"]), "cosyvoice_proxy_https_port"),
     "nginx_proxy_http_port": Wire(lambda ep, c: _public(ep, "http", c["proxy_http_port"]), "cosyvoice_proxy_http_port"),
     "nginx_proxy_location": Wire(lambda ep, c: ep["root_path"], "cosyvoice_root_path"),
@@ -99,6 +198,10 @@ WIRING: dict[str, Wire] = {
     "nginx_proxy_auth_enabled": Wire(lambda ep, c: bool(ep["auth"]), "cosyvoice_auth_users"),
     "nginx_proxy_auth_users": Wire(lambda ep, c: list(c["auth_users"]), "cosyvoice_auth_users", secret=True),
     # Host firewall and cloud security group: exactly the public ports.
+    # A fleet's backend admits its front proxy host(s) only.
+    "os_firewall_allowed_cidrs": Wire(_front_cidrs, "cosyvoice_front_hosts", settable=True),
+    "cloud_security_group_cidrs": Wire(_front_cidrs_v4, "cosyvoice_front_hosts", settable=True),
+    "cloud_security_group_cidrs_ipv6": Wire(_front_cidrs_v6, "cosyvoice_front_hosts", settable=True),
     "os_firewall_allowed_ports": Wire(lambda ep, c: list(ep["public_ports"]), "cosyvoice_exposure",
                                       settable=True, check=_ports_cover_endpoint),
     "cloud_security_group_ports": Wire(lambda ep, c: list(ep["public_ports"]), "cosyvoice_exposure",
@@ -115,6 +218,9 @@ WIRING: dict[str, Wire] = {
     "verify_auth_users": Wire(lambda ep, c: list(c["auth_users"]), "cosyvoice_auth_users", secret=True),
     "verify_report_dir": Wire(lambda ep, c: c["report_dir"], "the project's reports/ folder", settable=True),
     "verify_service_user": Wire(lambda ep, c: c["service_user"], "cosyvoice_user"),
+    # A fleet: a backend is checked from its (first) front proxy host; a front checks its backends.
+    "verify_remote_from": Wire(lambda ep, c: (ep.get("front_hosts") or ["localhost"])[0], "cosyvoice_front_hosts"),
+    "verify_upstreams": Wire(_remote_upstreams, "cosyvoice_upstream_hosts"),
     "verify_allowed_dropins": Wire(lambda ep, c: list(c["dropins_keep"]), "cosyvoice_systemd_dropins_keep"),
 }
 
@@ -134,6 +240,7 @@ def site_wiring(
     process_manager: str = "systemd",
     firewall_backend: str = "auto",
     firewall_posture: str = "fail",
+    fleet: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The wired values for one host, the inventory overrides taken, and the problems found.
 
@@ -146,13 +253,15 @@ def site_wiring(
            "proxy_http_port": int(proxy_http_port), "proxy_https_port": int(proxy_https_port),
            "service_user": service_user, "dropins_keep": dropins_keep or [],
            "process_manager": process_manager, "firewall_backend": firewall_backend,
-           "firewall_posture": firewall_posture}
+           "firewall_posture": firewall_posture, "fleet": dict(fleet or {})}
     before = dict(wired_before or {})
     values: dict[str, Any] = {}
-    problems: list[str] = []
+    problems: list[str] = fleet_problems(endpoint, ctx)
     overridden: list[str] = []
     for name, wire in WIRING.items():
         derived = wire.derive(endpoint, ctx)
+        if derived is UNWIRED:
+            continue
         user_set = name in host_vars and not (name in before and host_vars[name] == before[name])
         if not user_set:
             values[name] = derived
@@ -173,4 +282,5 @@ def site_wiring(
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"site_wiring": site_wiring}
+        return {"site_wiring": site_wiring, "cosyvoice_fleet": cosyvoice_fleet,
+                "cosyvoice_rollout_targets": cosyvoice_rollout_targets}

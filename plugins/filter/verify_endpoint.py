@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible_collections.cosyvoice.deploy.plugins.filter.cosyvoice_endpoint import EXPOSURES as _ENDPOINT_EXPOSURES
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.netshape import port_number
 
 # Keys the verify role reads.
 ENDPOINT_KEYS = ("exposure", "bind_address", "backend_port", "public_ports", "public_address", "scheme",
                  "public_port", "root_path", "url", "health_path", "auth")
-EXPOSURES = ("local", "direct", "proxy")
+EXPOSURES = _ENDPOINT_EXPOSURES
 
 MESSAGES = {
     "missing": "it is missing. Run the whole site.yml (playbooks/preflight.yml publishes cosyvoice_endpoint "
                "whatever --tags select), or playbooks/diagnose.yml, which computes it from cosyvoice_exposure, "
                "cosyvoice_server_port and cosyvoice_public_address",
     "keys": "it lacks {keys} (shape: docs/CONVENTIONS.md, made by the cosyvoice_endpoint filter)",
-    "exposure": "exposure must be local, direct or proxy, not {value}",
+    "exposure": "exposure must be " + ", ".join(EXPOSURES) + ", not {value}",
     "backend_port": "backend_port must be 1-65535, not {value}",
     "public_ports": "public_ports must be a list",
     "health_path": "health_path must start with /",

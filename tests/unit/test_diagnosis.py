@@ -804,7 +804,7 @@ def test_probe_summary_keeps_no_request_data() -> None:
 def test_filters_are_registered() -> None:
     assert set(dg.FilterModule().filters()) == {
         "cosyvoice_diagnose", "cosyvoice_diagnosis_text", "cosyvoice_diagnosis_json", "cosyvoice_probe_summary",
-        "cosyvoice_instance_evidence"}
+        "cosyvoice_instance_evidence", "cosyvoice_upstream_evidence"}
 
 
 def test_no_http_answer_skips_the_login_checks() -> None:

@@ -199,3 +199,138 @@ def test_an_instance_port_held_by_another_process() -> None:
                                             Result="exit-code")
     result = dg.cosyvoice_diagnose(ev)
     assert result["layer"] == "port_conflict" and "nc (pid 999" in result["cause"]
+
+
+# -- a fleet: backends behind a front proxy host -------------------------------------------------------------
+
+from ansible_collections.cosyvoice.deploy.plugins.filter.site_wiring import (  # noqa: E402
+    cosyvoice_fleet,
+    cosyvoice_rollout_targets,
+)
+
+
+def backend_ep(**kw: Any) -> dict[str, Any]:
+    kw.setdefault("front_hosts", ["front"])
+    return cosyvoice_endpoint("backend", server_port=7870, public_address="203.0.113.9", private_address="10.0.0.2",
+                              needs_gpu=False, **kw)
+
+
+def front_ep(**kw: Any) -> dict[str, Any]:
+    return cosyvoice_endpoint("proxy", server_port=7860, public_address="tts.example.com", private_address="10.0.0.1",
+                              upstream_hosts=["gpu-b"], needs_gpu=False, auth=True, **kw)
+
+
+def test_a_backend_listens_for_its_front_without_login() -> None:
+    ep = backend_ep(instances=2, auth=True)
+    assert ep["bind_address"] == "0.0.0.0" and ep["auth"] is False
+    assert ep["public_address"] == "10.0.0.2" and ep["url"] == "http://10.0.0.2:7870/"
+    assert ep["public_ports"] == [{"port": 7870, "proto": "tcp", "purpose": "backend"},
+                                  {"port": 7871, "proto": "tcp", "purpose": "backend"}]
+
+
+@pytest.mark.parametrize(("exposure", "kwargs", "words"), [
+    ("backend", {"front_hosts": []}, ["needs cosyvoice_front_hosts"]),
+    ("backend", {"front_hosts": ["f"], "bind_address": "127.0.0.1"}, ["front proxy host could not connect"]),
+    ("direct", {"front_hosts": ["f"]}, ["cosyvoice_front_hosts is set with cosyvoice_exposure=direct"]),
+    ("backend", {"front_hosts": ["f"], "upstream_hosts": ["b"]}, ["only a front proxy"]),
+    ("backend", {"front_hosts": ["f"], "platform": "autodl"}, ["autodl"]),
+    ("proxy", {"private_address": "not a host!"}, ["cosyvoice_private_address"]),
+])
+def test_fleet_bad_input(exposure: str, kwargs: dict[str, Any], words: list[str]) -> None:
+    with pytest.raises(EndpointError) as err:
+        cosyvoice_endpoint(exposure, server_port=6006 if kwargs.get("platform") else 7870, public_address="h",
+                           needs_gpu=False, **kwargs)
+    for word in words:
+        assert word in str(err.value)
+
+
+def fleet_wiring(ep: dict[str, Any], fleet: dict[str, Any], me: str) -> dict[str, Any]:
+    return site_wiring(ep, {}, inventory_hostname=me, service_name="cosyvoice", fleet=fleet)
+
+
+def test_the_front_balances_its_instances_and_the_backends() -> None:
+    back = backend_ep(instances=2)
+    out = fleet_wiring(front_ep(instances=2), {"gpu-b": back}, "front")
+    assert out["problems"] == []
+    v = out["values"]
+    assert v["nginx_proxy_upstream_servers"] == ["127.0.0.1:7860", "127.0.0.1:7861", "10.0.0.2:7870", "10.0.0.2:7871"]
+    assert v["verify_upstreams"] == [{"host": "gpu-b", "address": "10.0.0.2", "port": 7870, "name": "cosyvoice-0"},
+                                     {"host": "gpu-b", "address": "10.0.0.2", "port": 7871, "name": "cosyvoice-1"}]
+    assert v["verify_remote_from"] == "localhost"
+    assert "os_firewall_allowed_cidrs" not in v  # the role's default: everyone may reach 80/443
+
+
+def test_a_backend_admits_its_front_only_and_is_checked_from_it() -> None:
+    out = fleet_wiring(backend_ep(), {"front": front_ep()}, "gpu-b")
+    assert out["problems"] == []
+    v = out["values"]
+    assert v["os_firewall_allowed_cidrs"] == ["10.0.0.1/32"] == v["cloud_security_group_cidrs"]
+    assert v["cloud_security_group_cidrs_ipv6"] == []
+    assert v["os_firewall_allowed_ports"] == [{"port": 7870, "proto": "tcp", "purpose": "backend"}]
+    assert v["nginx_proxy_enabled"] is False and v["verify_remote_from"] == "front"
+
+
+@pytest.mark.parametrize(("ep", "fleet", "me", "words"), [
+    (front_ep(), {}, "front", ["gpu-b, which is not part of this run", "--limit front,gpu-b"]),
+    (front_ep(), {"gpu-b": front_ep()}, "front", ["gpu-b runs cosyvoice_exposure=proxy"]),
+    (front_ep(), {"gpu-b": backend_ep(front_hosts=["other"])}, "front", ["does not list front"]),
+    (backend_ep(), {}, "gpu-b", ["front, whose address is not known", "cosyvoice_private_address for front"]),
+    (backend_ep(), {"front": {"private_address": "front.example"}}, "gpu-b", ["is not an IP address"]),
+])
+def test_fleet_inconsistencies_are_refused(ep: dict[str, Any], fleet: dict[str, Any], me: str,
+                                           words: list[str]) -> None:
+    problems = " ".join(fleet_wiring(ep, fleet, me)["problems"])
+    for word in words:
+        assert word in problems, problems
+
+
+def test_fleet_reads_endpoints_or_the_inventory_address() -> None:
+    hostvars = {"gpu-b": {"cosyvoice_endpoint": backend_ep()}, "front": {"cosyvoice_private_address": "10.0.0.1"},
+                "gone": {}}
+    fleet = cosyvoice_fleet(["gpu-b", "front", "gone", "missing"], hostvars)
+    assert set(fleet) == {"gpu-b", "front"}
+    assert fleet["gpu-b"]["instances"][0]["port"] == 7870 and fleet["front"] == {"private_address": "10.0.0.1"}
+
+
+def test_rollout_targets() -> None:
+    assert cosyvoice_rollout_targets(backend_ep(instances=2), "gpu-b") == [
+        {"front": "front", "servers": ["10.0.0.2:7870", "10.0.0.2:7871"]}]
+    assert cosyvoice_rollout_targets(front_ep(), "front") == [{"front": "front", "servers": ["127.0.0.1:7860"]}]
+    assert cosyvoice_rollout_targets(proxy(instances=2, needs_gpu=False), "h") == [
+        {"front": "h", "servers": ["127.0.0.1:7860", "127.0.0.1:7861"]}]
+    assert cosyvoice_rollout_targets(proxy(), "h") == []
+    assert cosyvoice_rollout_targets(cosyvoice_endpoint("direct", public_address="h"), "h") == []
+
+
+def test_the_front_names_a_backend_that_does_not_answer() -> None:
+    ev = three_instances()
+    ev["host"] = "front"
+    ev["upstreams"] = dg.cosyvoice_upstream_evidence(
+        [{"host": "gpu-b", "address": "10.0.0.2", "port": 7870}, {"host": "gpu-b", "address": "10.0.0.2", "port": 7871}],
+        {"results": [{"status": 200, "msg": "OK"},
+                     {"status": -1, "msg": "Status code was -1 and not [200]: Request failed: <urlopen error timed out>"}]})
+    result = dg.cosyvoice_diagnose(ev)
+    assert result["check"] == "upstream.gpu-b:7871" and result["layer"] == "service"
+    assert "<urlopen error timed out>" in result["cause"] and "--limit gpu-b,front" in result["fix"]
+    assert {c["id"]: c["status"] for c in result["checks"]}["upstream.gpu-b:7870"] == "ok"
+
+
+def test_a_backends_remote_checks_name_the_front() -> None:
+    ev = three_instances()
+    ev["endpoint"] = backend_ep()
+    ev["instances"] = []
+    ev["listeners"] = ss(app_line("0.0.0.0:7870"))
+    ev["expected"]["app_unit"] = ev["service"]["unit"] = "cosyvoice.service"
+    ev["pid_units"] = {"812": "cosyvoice.service"}
+    ev["proxy_service"]["properties"] = {}
+    ev["firewall"] = {"checked": False, "note": "off"}
+    ev["remote"] = {"checked": True, "from": "front", "address": "10.0.0.2", "ca": "system CAs",
+                    "tcp": [{"port": 7870, "ok": False, "msg": "Timeout when waiting for 10.0.0.2:7870"}],
+                    "http": {"url": "http://10.0.0.2:7870/", "status": -1, "ok": False, "msg": "timed out"},
+                    "auth": {"checked": True, "kind": "none"},
+                    "backend": {"checked": True, "port": 7870, "reachable": False}}
+    result = dg.cosyvoice_diagnose(ev)
+    assert result["layer"] == "client", result
+    assert "the front proxy host front cannot connect to 10.0.0.2:7870" in result["cause"], result["cause"]
+    statuses = {c["id"]: c["status"] for c in result["checks"]}
+    assert statuses["bind.public"] == "ok" and statuses["bind.backend_remote"] == "ok"

@@ -22,7 +22,9 @@ def test_every_wired_value_is_derived_when_the_inventory_sets_none():
     out = wire(PROXY)
     assert out["problems"] == [] and out["overridden"] == []
     v = out["values"]
-    assert set(v) == set(WIRING)
+    # The firewall/security-group sources are wired for a fleet's backend only.
+    assert set(v) == set(WIRING) - {"os_firewall_allowed_cidrs", "cloud_security_group_cidrs",
+                                    "cloud_security_group_cidrs_ipv6"}
     assert v["nginx_proxy_enabled"] is True
     assert v["nginx_proxy_upstream_port"] == 7860 and v["nginx_proxy_https_port"] == 8443
     assert v["nginx_proxy_location"] == "/tts" and v["nginx_proxy_health_path"] == "/tts/healthz"

@@ -36,7 +36,7 @@ def test_every_bad_value_is_named() -> None:
     ep = dict(good(), exposure="public", backend_port=70000, public_ports="7860", health_path="healthz",
               public_address="")
     assert ve.verify_endpoint_problems(ep) == [
-        "exposure must be local, direct or proxy, not public",
+        "exposure must be local, direct, proxy, backend, not public",
         "backend_port must be 1-65535, not 70000",
         "public_ports must be a list",
         "health_path must start with /",

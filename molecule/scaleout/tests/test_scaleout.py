@@ -1,10 +1,12 @@
-"""Scale-out on one host (cosyvoice_instances: 3 behind nginx), as clients and operators see it.
+"""Scale-out (issue 16), as clients and operators see it: from the controller to the containers only.
 
-From the controller to the container's IP only: three instances on 127.0.0.1:7860-7862,
-nginx spreading new browsers across them and keeping one browser on one instance (the
-affinity cookie), a killed instance skipped without a failed request and back on its
-own, a stopped one named by the diagnosis and repaired by a re-run, bad input refused
-in the preflight, and the instance count changed both ways.
+The front cv-scaleout runs three instances on 127.0.0.1:7860-7862 behind its nginx, which also
+balances the backend cv-scaleout-b (port 7870, admitted from the front only): new browsers
+spread over all of them, one browser stays on one instance (the affinity cookie), a killed
+instance is skipped without a failed request and comes back on its own, a stopped instance or
+backend is named by the diagnosis, bad input is refused in the preflight, the instance count
+changes both ways, and playbooks/rolling_update.yml updates one host at a time (a failure stops
+it) while a client loop against the URL sees no failed request.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.lib.gradio_api import synthesize, wav_stats  # noqa: E402
-from tests.lib.targets import ansible_playbook, container_ip, figure, recap, tcp_open  # noqa: E402
+from tests.lib.targets import ansible_playbook, container_ip, figure, molecule_inventory, recap, tcp_open  # noqa: E402
 
 CERT = "/etc/nginx/ssl/cosyvoice/cosyvoice.crt"
 SITE = "/etc/nginx/sites-available/cosyvoice.conf"
 USER = ("tester", "molecule-scaleout-pw")  # fixture from molecule.yml
 COOKIE = "cosyvoice_route"
 INSTANCES = {f"cosyvoice-{i}": 7860 + i for i in range(3)}
+FRONT, BACKEND, BACKEND_PORT = "cv-scaleout", "cv-scaleout-b", 7870
 CONVERGE = "molecule/scaleout/converge.yml"
 
 
@@ -38,10 +42,27 @@ def units_running(host) -> bool:  # type: ignore[no-untyped-def]
     return all(host.service(name).is_running for name in INSTANCES)
 
 
+@pytest.fixture(autouse=True)
+def front_only(host) -> None:  # type: ignore[no-untyped-def]
+    """molecule runs every test once per host: these look at the fleet from the front's run."""
+    if host.backend.get_hostname() != FRONT:
+        pytest.skip("fleet tests run once, with the front as `host`")
+
+
+@pytest.fixture(scope="module")
+def backend():  # type: ignore[no-untyped-def]
+    return testinfra.get_host(f"ansible://{BACKEND}", ansible_inventory=molecule_inventory())
+
+
+@pytest.fixture(scope="module")
+def backend_ip(backend) -> str:  # type: ignore[no-untyped-def]
+    return container_ip(backend)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def three_instances(host) -> None:  # type: ignore[no-untyped-def]
-    """The last test changes the instance count; a repeated `molecule verify` converges back first."""
-    if not units_running(host):
+    """A test changes the instance count; a repeated `molecule verify` converges back first."""
+    if host.backend.get_hostname() == FRONT and not units_running(host):
         ansible_playbook(CONVERGE, check=True)
 
 
@@ -111,9 +132,28 @@ def test_three_hardened_instances_on_loopback(host) -> None:  # type: ignore[no-
     assert len(re.findall(r"server 127\.0\.0\.1:786[0-2] max_fails=1 fail_timeout=10s;", site)) == 3, site
 
 
-def test_backend_ports_closed_from_the_controller(ip) -> None:
+def upstream_servers(host) -> list[str]:  # type: ignore[no-untyped-def]
+    return re.findall(r"^\s*server (\S+)(?: max_fails[^;]*)?;", host.file(SITE).content_string, re.MULTILINE)
+
+
+def test_the_front_balances_the_backend_too(host, backend_ip) -> None:  # type: ignore[no-untyped-def]
+    assert upstream_servers(host) == [f"127.0.0.1:{p}" for p in INSTANCES.values()] + [f"{backend_ip}:{BACKEND_PORT}"]
+
+
+def test_instance_ports_closed_from_the_controller(ip, backend_ip) -> None:
     assert tcp_open(ip, 443)
     assert [port for port in INSTANCES.values() if tcp_open(ip, port)] == []
+    # The backend listens on all interfaces, and its firewall admits the front only.
+    assert not tcp_open(backend_ip, BACKEND_PORT)
+
+
+def test_the_backend_answers_the_front(host, backend, backend_ip) -> None:  # type: ignore[no-untyped-def]
+    assert backend.socket(f"tcp://0.0.0.0:{BACKEND_PORT}").is_listening
+    assert not backend.file(SITE).exists, "a backend runs no nginx site"
+    out = host.check_output(f"curl -s -m 5 http://{backend_ip}:{BACKEND_PORT}/healthz")
+    assert json.loads(out)["port"] == BACKEND_PORT
+    rules = backend.check_output("ufw status")
+    assert re.search(rf"^{BACKEND_PORT}/tcp\s+ALLOW\s+{re.escape(container_ip(host))}\s*$", rules, re.MULTILINE), rules
 
 
 # ------------------------------------------------------------------------------------ balancing
@@ -125,7 +165,7 @@ def test_new_browsers_spread_and_each_stays_on_its_instance(ip, cafile) -> None:
     browsers = [new_browser(ip, cafile) for _ in range(30)]
     spread = Counter(port for _, port in browsers)
     figure(f"scaleout: 30 new browsers over the instances: {dict(sorted(spread.items()))}")
-    assert len(spread) >= 2, spread
+    assert len(spread) >= 3 and BACKEND_PORT in spread, spread
     for cookie, first in browsers[:8]:
         assert {served_by(ip, cafile, cookie) for _ in range(10)} == {first}, cookie
 
@@ -223,6 +263,114 @@ def test_bad_instance_inputs_fail_in_preflight_and_change_nothing(host) -> None:
     assert state() == before
 
 
+# ------------------------------------------------------------------------------------ the fleet
+
+
+def test_a_down_backend_is_named_by_the_front(host, backend, ip, cafile, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The backend's app stopped: the front keeps serving (nginx skips it), the front's report
+    names the backend, the backend's own report says why."""
+    backend.run("systemctl stop cosyvoice")
+    try:
+        assert all(get(ip, cafile)[0] == 200 for _ in range(8))
+        proc = ansible_playbook("playbooks/diagnose.yml", "-e", f"verify_report_dir={tmp_path}")
+        front = json.loads((tmp_path / FRONT / "report.json").read_text())
+        back = json.loads((tmp_path / BACKEND / "report.json").read_text())
+        assert proc.returncode != 0
+        assert front["check"] == f"upstream.{BACKEND}:{BACKEND_PORT}", front
+        assert f"--limit {BACKEND},{FRONT}" in front["fix"], front["fix"]
+        assert (back["layer"], back["check"]) == ("service", "service.active"), back
+        assert "systemctl enable --now cosyvoice.service" in back["fix"], back["fix"]
+    finally:
+        backend.run("systemctl start cosyvoice")
+    assert backend.service("cosyvoice").is_running
+
+
+class ClientLoop:
+    """Requests against the front's URL from a thread, until stopped: the served ports and every failure."""
+
+    def __init__(self, ip: str, cafile: str) -> None:
+        self.ip, self.cafile = ip, cafile
+        self.ports: Counter[int] = Counter()
+        self.failures: list[str] = []
+        self.count = 0
+        self._stop = False
+        self._cookies = [new_browser(ip, cafile)[0] for _ in range(4)]
+        self._pool = ThreadPoolExecutor(max_workers=1)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop:
+            cookie = self._cookies[n % 4] if n % 5 else ""  # every 5th request: a new browser
+            n += 1
+            try:
+                status, _, body = get(self.ip, self.cafile, cookie=cookie)
+                if status != 200:
+                    raise AssertionError(f"HTTP {status}: {body[:200]!r}")
+                self.ports[int(json.loads(body)["port"])] += 1
+            except (AssertionError, OSError, ValueError) as exc:
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc!r}"[:300])
+            self.count += 1
+            time.sleep(0.1)
+
+    def __enter__(self) -> ClientLoop:
+        self._future = self._pool.submit(self._run)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._future.result(timeout=30)
+        self._pool.shutdown()
+
+
+def rollout(*extra: str) -> tuple[object, float]:
+    start = time.monotonic()
+    proc = ansible_playbook("playbooks/rolling_update.yml", "-e", "@molecule/shared/fixture-vars.yml", *extra,
+                            timeout=900)
+    return proc, time.monotonic() - start
+
+
+def test_a_failed_rollout_stops_at_the_first_host_and_the_rest_serve(host, backend, backend_ip, ip, cafile) -> None:  # type: ignore[no-untyped-def]
+    """The backend comes first; its new settings break the app (PYTHONPATH pointed away): the rollout
+    stops there, the front is not touched and keeps serving, the backend stays out of rotation."""
+    def front_state() -> dict[str, object]:
+        return {n: (host.file(f"/etc/systemd/system/{n}.service").sha256sum, main_pid(host, n)) for n in INSTANCES}
+
+    before = front_state()
+    broken = {"cosyvoice_environment": "{{ {'PYTHONPATH': '/nonexistent'} if inventory_hostname == '%s' else {} }}"
+                                       % BACKEND}
+    with ClientLoop(ip, cafile) as loop:
+        proc, seconds = rollout("-e", json.dumps(broken))
+    out = proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    figure(f"scaleout: failed rollout stopped after {seconds:.0f} s; client loop {loop.count} requests, "
+           f"{len(loop.failures)} failed, served by {dict(sorted(loop.ports.items()))}")
+    assert proc.returncode != 0, out[-3000:]  # type: ignore[attr-defined]
+    assert re.search(rf"fatal: \[{BACKEND}\]", out), out[-3000:]
+    assert front_state() == before, "the rollout went on to the front"
+    assert loop.failures == [], loop.failures[:5]
+    assert f"server {backend_ip}:{BACKEND_PORT} max_fails=1 fail_timeout=10s down;" in host.file(SITE).content_string
+
+
+def test_rolling_version_change_one_host_at_a_time_without_failed_requests(host, backend, ip, cafile) -> None:  # type: ignore[no-untyped-def]
+    """cosyvoice_version v1 -> v2 (changed requirements: the environment is rebuilt): the backend,
+    then the front, each drained first; a client loop against the URL sees no failed request."""
+    v2 = host.check_output("git -C /srv/fixtures/CosyVoice for-each-ref --format='%(objectname)' refs/heads").split()[0]
+    with ClientLoop(ip, cafile) as loop:
+        proc, seconds = rollout("-e", f"cosyvoice_version={v2}")
+    out = proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    figure(f"scaleout: rolling update v1 -> v2 of 2 hosts in {seconds:.0f} s; client loop {loop.count} requests, "
+           f"{len(loop.failures)} failed, served by {dict(sorted(loop.ports.items()))}")
+    assert proc.returncode == 0, out[-5000:]  # type: ignore[attr-defined]
+    assert loop.failures == [], loop.failures[:5]
+    # One batch at a time: the backend was back in rotation before the front was drained.
+    drains = [m.group(1) for m in re.finditer(r"TASK \[(Take|Put) this host's instances", out)]
+    assert drains == ["Take", "Put", "Take", "Put"], drains
+    for target in (backend, host):
+        assert target.check_output("git -C /opt/cosyvoice/src rev-parse HEAD") == v2
+        assert target.service("cosyvoice" if target is backend else "cosyvoice-0").is_running
+    assert " down;" not in host.file(SITE).content_string
+    assert {7860, 7861, 7862, BACKEND_PORT} <= set(loop.ports), loop.ports
+
+
 # ------------------------------------------------------------------------------------ changing N
 
 
@@ -233,26 +381,26 @@ def converge(*extra: str) -> tuple[dict[str, int], float]:
     return recap(proc.stdout)["cv-scaleout"], time.monotonic() - start
 
 
-def test_changing_the_instance_count_retires_and_adds_units(host, ip, cafile) -> None:  # type: ignore[no-untyped-def]
+def test_changing_the_instance_count_retires_and_adds_units(host, ip, cafile, backend_ip) -> None:  # type: ignore[no-untyped-def]
     """3 -> [0, 1] (GPU list: pinned) -> 1 (the plain unit): what is no longer wanted is stopped
     and removed, one process per port, nginx follows. (The first converge of a later run brings
     back 3: the module fixture; 1 -> 3 is what the scenario's own converge did.)"""
-    _, two_s = converge("-e", json.dumps({"cosyvoice_instances": [0, 1]}))
+    # On the front only (the backend keeps its one instance).
+    _, two_s = converge("-e", json.dumps({"cosyvoice_instances": "{{ [0, 1] if inventory_hostname == '%s' else 1 }}" % FRONT}))
     assert not host.file("/etc/systemd/system/cosyvoice-2.service").exists
     assert not host.file("/etc/systemd/system/cosyvoice-2-watchdog.timer").exists
     assert not host.socket("tcp://127.0.0.1:7862").is_listening
     for i in (0, 1):
         env = host.check_output(f"systemctl show -p Environment --value cosyvoice-{i}")
         assert f"CUDA_VISIBLE_DEVICES={i}" in env.split(), env
-    assert {served_by(ip, cafile, new_browser(ip, cafile)[0]) for _ in range(12)} <= {7860, 7861}
+    assert {served_by(ip, cafile, new_browser(ip, cafile)[0]) for _ in range(12)} <= {7860, 7861, BACKEND_PORT}
 
     _, one_s = converge("-e", "cosyvoice_instances=1")
     assert host.service("cosyvoice").is_running
     assert [n for n in INSTANCES if host.file(f"/etc/systemd/system/{n}.service").exists] == []
     assert host.socket("tcp://127.0.0.1:7860").is_listening and not host.socket("tcp://127.0.0.1:7861").is_listening
-    site = host.file(SITE).content_string
-    assert "hash $" not in site and "server 127.0.0.1:7860;" in site
-    status, headers, body = get(ip, cafile)
-    assert status == 200 and json.loads(body)["port"] == 7860 and "set-cookie" not in headers
+    # One local instance and the backend: still two servers to balance.
+    assert upstream_servers(host) == ["127.0.0.1:7860", f"{backend_ip}:{BACKEND_PORT}"]
+    assert {served_by(ip, cafile, new_browser(ip, cafile)[0]) for _ in range(12)} <= {7860, BACKEND_PORT}
 
     figure(f"scaleout: 3 -> 2 instances {two_s:.0f} s, 2 -> 1 {one_s:.0f} s")
