@@ -148,6 +148,15 @@ def cosyvoice_rollout_targets(endpoint: Mapping[str, Any], inventory_hostname: s
     return []
 
 
+def cosyvoice_rollout_fronts(targets: Any) -> list[dict[str, Any]]:
+    """The rollout targets of a batch's hosts, merged per front: one drain per front and batch."""
+    merged: dict[str, list[str]] = {}
+    for t in targets or []:
+        if isinstance(t, Mapping) and t.get("front"):
+            merged.setdefault(str(t["front"]), []).extend(str(x) for x in t.get("servers") or [])
+    return [{"front": f, "servers": list(dict.fromkeys(servers))} for f, servers in merged.items()]
+
+
 def cosyvoice_fleet(names: Any, hostvars: Any) -> dict[str, Any]:
     """{name: what this host needs to know of it} for the fleet hosts it names: the endpoint when the host
     is part of the run, else the private address from the inventory (or nothing)."""
@@ -283,4 +292,5 @@ def site_wiring(
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"site_wiring": site_wiring, "cosyvoice_fleet": cosyvoice_fleet,
-                "cosyvoice_rollout_targets": cosyvoice_rollout_targets}
+                "cosyvoice_rollout_targets": cosyvoice_rollout_targets,
+                "cosyvoice_rollout_fronts": cosyvoice_rollout_fronts}

@@ -205,6 +205,7 @@ def test_an_instance_port_held_by_another_process() -> None:
 
 from ansible_collections.cosyvoice.deploy.plugins.filter.site_wiring import (  # noqa: E402
     cosyvoice_fleet,
+    cosyvoice_rollout_fronts,
     cosyvoice_rollout_targets,
 )
 
@@ -334,3 +335,10 @@ def test_a_backends_remote_checks_name_the_front() -> None:
     assert "the front proxy host front cannot connect to 10.0.0.2:7870" in result["cause"], result["cause"]
     statuses = {c["id"]: c["status"] for c in result["checks"]}
     assert statuses["bind.public"] == "ok" and statuses["bind.backend_remote"] == "ok"
+
+
+def test_rollout_fronts_merge_a_batch_per_front() -> None:
+    batch = [[{"front": "a", "servers": ["10.0.0.2:7870"]}], [{"front": "a", "servers": ["10.0.0.3:7870"]}],
+             [{"front": "a", "servers": ["127.0.0.1:7860"]}], []]
+    assert cosyvoice_rollout_fronts([t for targets in batch for t in targets]) == [
+        {"front": "a", "servers": ["10.0.0.2:7870", "10.0.0.3:7870", "127.0.0.1:7860"]}]

@@ -42,7 +42,7 @@ def units_running(host) -> bool:  # type: ignore[no-untyped-def]
     return all(host.service(name).is_running for name in INSTANCES)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def front_only(host) -> None:  # type: ignore[no-untyped-def]
     """molecule runs every test once per host: these look at the fleet from the front's run."""
     if host.backend.get_hostname() != FRONT:
@@ -153,7 +153,8 @@ def test_the_backend_answers_the_front(host, backend, backend_ip) -> None:  # ty
     out = host.check_output(f"curl -s -m 5 http://{backend_ip}:{BACKEND_PORT}/healthz")
     assert json.loads(out)["port"] == BACKEND_PORT
     rules = backend.check_output("ufw status")
-    assert re.search(rf"^{BACKEND_PORT}/tcp\s+ALLOW\s+{re.escape(container_ip(host))}\s*$", rules, re.MULTILINE), rules
+    allowed = re.findall(rf"^{BACKEND_PORT}/tcp(?: \(v6\))?\s+ALLOW\s+(\S+)", rules, re.MULTILINE)
+    assert allowed == [container_ip(host)], rules
 
 
 # ------------------------------------------------------------------------------------ balancing
@@ -239,7 +240,10 @@ BAD_INPUTS = {
     "more_than_gpus": ({"cosyvoice_engine": "cosyvoice", "nvidia_driver_detect_override": TWO_GPUS,
                         "cosyvoice_instances": 3},
                        "cosyvoice_instances is 3, but 2 NVIDIA GPU(s) were detected on this host"),
-    "direct_mode": ({"cosyvoice_exposure": "direct"}, "with cosyvoice_exposure=direct: users would need 3 ports"),
+    # The front alone in direct mode with its 3 instances (and no backends).
+    "direct_mode": ({"cosyvoice_exposure": "{{ 'direct' if inventory_hostname == '%s' else 'backend' }}" % FRONT,
+                     "cosyvoice_upstream_hosts": []},
+                    "with cosyvoice_exposure=direct: users would need 3 ports"),
 }
 
 
@@ -322,6 +326,11 @@ class ClientLoop:
         self._pool.shutdown()
 
 
+def fixture_v2(host) -> str:  # type: ignore[no-untyped-def]
+    """The fixture repo's second commit (its branch head; the checkout is at v1, the pinned version)."""
+    return host.check_output("git -C /srv/fixtures/CosyVoice for-each-ref --format='%(objectname)' refs/heads").split()[0]
+
+
 def rollout(*extra: str) -> tuple[object, float]:
     start = time.monotonic()
     proc = ansible_playbook("playbooks/rolling_update.yml", "-e", "@molecule/shared/fixture-vars.yml", *extra,
@@ -330,30 +339,38 @@ def rollout(*extra: str) -> tuple[object, float]:
 
 
 def test_a_failed_rollout_stops_at_the_first_host_and_the_rest_serve(host, backend, backend_ip, ip, cafile) -> None:  # type: ignore[no-untyped-def]
-    """The backend comes first; its new settings break the app (PYTHONPATH pointed away): the rollout
-    stops there, the front is not touched and keeps serving, the backend stays out of rotation."""
-    def front_state() -> dict[str, object]:
-        return {n: (host.file(f"/etc/systemd/system/{n}.service").sha256sum, main_pid(host, n)) for n in INSTANCES}
+    """The front comes first (inventory order); its new settings break its app (PYTHONPATH pointed
+    away): the rollout stops there, the backend is not touched and serves every request, the
+    front's instances stay out of rotation; draining the backend now is refused."""
+    def backend_state() -> tuple[object, int]:
+        return backend.file("/etc/systemd/system/cosyvoice.service").sha256sum, main_pid(backend, "cosyvoice")
 
-    before = front_state()
+    before = backend_state()
     broken = {"cosyvoice_environment": "{{ {'PYTHONPATH': '/nonexistent'} if inventory_hostname == '%s' else {} }}"
-                                       % BACKEND}
+                                       % FRONT}
     with ClientLoop(ip, cafile) as loop:
         proc, seconds = rollout("-e", json.dumps(broken))
     out = proc.stdout + proc.stderr  # type: ignore[attr-defined]
     figure(f"scaleout: failed rollout stopped after {seconds:.0f} s; client loop {loop.count} requests, "
            f"{len(loop.failures)} failed, served by {dict(sorted(loop.ports.items()))}")
     assert proc.returncode != 0, out[-3000:]  # type: ignore[attr-defined]
-    assert re.search(rf"fatal: \[{BACKEND}\]", out), out[-3000:]
-    assert front_state() == before, "the rollout went on to the front"
+    assert re.search(rf"failed: \[{FRONT}\]", out), out[-3000:]
+    assert backend_state() == before, "the rollout went on to the backend"
     assert loop.failures == [], loop.failures[:5]
-    assert f"server {backend_ip}:{BACKEND_PORT} max_fails=1 fail_timeout=10s down;" in host.file(SITE).content_string
+    site = host.file(SITE).content_string
+    assert len(re.findall(r"server 127\.0\.0\.1:786\d max_fails=1 fail_timeout=10s down;", site)) == 3, site
+
+    # The backend is now the last working server: its drain is refused, nothing changes.
+    drain = ansible_playbook("molecule/scaleout/drain.yml", "-e", json.dumps({"servers": [f"{backend_ip}:{BACKEND_PORT}"]}))
+    assert drain.returncode != 0 and "would leave no working server" in " ".join(drain.stdout.split()), drain.stdout[-3000:]
+    assert host.file(SITE).content_string == site
 
 
 def test_rolling_version_change_one_host_at_a_time_without_failed_requests(host, backend, ip, cafile) -> None:  # type: ignore[no-untyped-def]
-    """cosyvoice_version v1 -> v2 (changed requirements: the environment is rebuilt): the backend,
-    then the front, each drained first; a client loop against the URL sees no failed request."""
-    v2 = host.check_output("git -C /srv/fixtures/CosyVoice for-each-ref --format='%(objectname)' refs/heads").split()[0]
+    """cosyvoice_version v1 -> v2 (changed requirements: the environment is rebuilt): the front
+    (repaired from the failed rollout), then the backend, each drained first; a client loop
+    against the URL sees no failed request."""
+    v2 = fixture_v2(host)
     with ClientLoop(ip, cafile) as loop:
         proc, seconds = rollout("-e", f"cosyvoice_version={v2}")
     out = proc.stdout + proc.stderr  # type: ignore[attr-defined]
@@ -361,8 +378,8 @@ def test_rolling_version_change_one_host_at_a_time_without_failed_requests(host,
            f"{len(loop.failures)} failed, served by {dict(sorted(loop.ports.items()))}")
     assert proc.returncode == 0, out[-5000:]  # type: ignore[attr-defined]
     assert loop.failures == [], loop.failures[:5]
-    # One batch at a time: the backend was back in rotation before the front was drained.
-    drains = [m.group(1) for m in re.finditer(r"TASK \[(Take|Put) this host's instances", out)]
+    # One batch at a time (the front, then the backend): each back in rotation before the next is drained.
+    drains = [m.group(1) for m in re.finditer(r"TASK \[(Take|Put) the batch's instances", out)]
     assert drains == ["Take", "Put", "Take", "Put"], drains
     for target in (backend, host):
         assert target.check_output("git -C /opt/cosyvoice/src rev-parse HEAD") == v2
@@ -381,26 +398,22 @@ def converge(*extra: str) -> tuple[dict[str, int], float]:
     return recap(proc.stdout)["cv-scaleout"], time.monotonic() - start
 
 
-def test_changing_the_instance_count_retires_and_adds_units(host, ip, cafile, backend_ip) -> None:  # type: ignore[no-untyped-def]
-    """3 -> [0, 1] (GPU list: pinned) -> 1 (the plain unit): what is no longer wanted is stopped
-    and removed, one process per port, nginx follows. (The first converge of a later run brings
-    back 3: the module fixture; 1 -> 3 is what the scenario's own converge did.)"""
-    # On the front only (the backend keeps its one instance).
-    _, two_s = converge("-e", json.dumps({"cosyvoice_instances": "{{ [0, 1] if inventory_hostname == '%s' else 1 }}" % FRONT}))
-    assert not host.file("/etc/systemd/system/cosyvoice-2.service").exists
-    assert not host.file("/etc/systemd/system/cosyvoice-2-watchdog.timer").exists
-    assert not host.socket("tcp://127.0.0.1:7862").is_listening
-    for i in (0, 1):
-        env = host.check_output(f"systemctl show -p Environment --value cosyvoice-{i}")
-        assert f"CUDA_VISIBLE_DEVICES={i}" in env.split(), env
-    assert {served_by(ip, cafile, new_browser(ip, cafile)[0]) for _ in range(12)} <= {7860, 7861, BACKEND_PORT}
-
-    _, one_s = converge("-e", "cosyvoice_instances=1")
+def test_changing_the_instance_count_retires_units(host, ip, cafile, backend_ip) -> None:  # type: ignore[no-untyped-def]
+    """3 -> [1] on the front (one instance, given as a GPU list): cosyvoice-0..2 and their watchdogs
+    are stopped and removed before the plain cosyvoice.service takes port 7860, pinned to GPU 1;
+    nginx follows. (A later `molecule verify` converges back to 3 first: the module fixture.)"""
+    # At the version the rolling update left (no environment rebuild in this run).
+    counts, seconds = converge("-e", json.dumps({"cosyvoice_instances": "{{ [1] if inventory_hostname == '%s' else 1 }}"
+                                                 % FRONT, "cosyvoice_version": fixture_v2(host)}))
     assert host.service("cosyvoice").is_running
-    assert [n for n in INSTANCES if host.file(f"/etc/systemd/system/{n}.service").exists] == []
-    assert host.socket("tcp://127.0.0.1:7860").is_listening and not host.socket("tcp://127.0.0.1:7861").is_listening
+    env = host.check_output("systemctl show -p Environment --value cosyvoice")
+    assert "CUDA_VISIBLE_DEVICES=1" in env.split(), env
+    for name in INSTANCES:
+        assert not host.file(f"/etc/systemd/system/{name}.service").exists, name
+        assert not host.file(f"/etc/systemd/system/{name}-watchdog.timer").exists, name
+    assert host.socket("tcp://127.0.0.1:7860").is_listening
+    assert not host.socket("tcp://127.0.0.1:7861").is_listening and not host.socket("tcp://127.0.0.1:7862").is_listening
     # One local instance and the backend: still two servers to balance.
     assert upstream_servers(host) == ["127.0.0.1:7860", f"{backend_ip}:{BACKEND_PORT}"]
     assert {served_by(ip, cafile, new_browser(ip, cafile)[0]) for _ in range(12)} <= {7860, BACKEND_PORT}
-
-    figure(f"scaleout: 3 -> 2 instances {two_s:.0f} s, 2 -> 1 {one_s:.0f} s")
+    figure(f"scaleout: 3 instances -> 1 in {seconds:.0f} s ({counts['changed']} changed)")
