@@ -47,7 +47,7 @@ unit: venv
 # own container); the summary names the failures and the target fails if any
 # did. Logs: .cache/molecule-logs/<scenario>.log. The slowest start first.
 JOBS ?= 2
-SLOW_FIRST := verify cosyvoice_real drift supervisord proxy default
+SLOW_FIRST := scaleout verify cosyvoice_real drift supervisord proxy default
 molecule: venv images
 	COLUMNS=250 scripts/run-scenarios $(JOBS) $(filter $(SCENARIOS),$(SLOW_FIRST)) $(filter-out $(SLOW_FIRST),$(SCENARIOS))
 
