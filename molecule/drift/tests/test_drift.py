@@ -285,7 +285,7 @@ DRIFTS = [
           "cosyvoice.deploy.cosyvoice : Install the launcher package"),
     Drift("service_stopped_disabled", "service stopped and disabled",
           "systemctl disable --now cosyvoice",
-          "cosyvoice.deploy.cosyvoice : Enable and start the service"),
+          "cosyvoice.deploy.cosyvoice : Enable and start each instance"),
 ]
 
 # What else a check run may report: handlers of the drifted files, and ufw's default
