@@ -25,7 +25,7 @@ def test_not_reachable_from_the_controller(host):
 
 def test_served_on_the_host_under_the_root_path(host):
     health = json.loads(host.check_output(f"curl -sf --noproxy '*' http://127.0.0.1:{PORT}/tts/healthz"))
-    assert health == {"status": "ok", "engine": "espeak", "sample_rate": 22050, "root_path": "/tts"}
+    assert health == {"status": "ok", "engine": "espeak", "sample_rate": 22050, "root_path": "/tts", "port": PORT}
     page = host.check_output(f"curl -sf --noproxy '*' http://127.0.0.1:{PORT}/tts/")
     assert "gradio" in page.lower()
 
