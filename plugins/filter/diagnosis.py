@@ -558,7 +558,7 @@ class _Ctx:
         self.remote_from = str(self.remote.get("from") or "localhost")
         self.upstreams = [x for x in ev.get("upstreams") or [] if isinstance(x, dict)]
         # cosyvoice_instances > 1: the instances after the first (the first is the app unit above).
-        self.instance_count = max(1, _int(ep.get("instance_count") or len(ep.get("instances") or []), 1))
+        self.instance_count = max(1, len(ep.get("instances") or []))
         self.instances = [
             {"unit": unit_name(x.get("name")), "index": _int(x.get("index"), 0), "port": _int(x.get("port")),
              "gpu": str(x.get("gpu") or ""), "props": x.get("properties") or {}}
@@ -1424,14 +1424,16 @@ def _uri_msg(r: dict[str, Any]) -> str:
 
 
 def cosyvoice_upstream_evidence(upstreams: Any, probe: Any) -> list[dict[str, Any]]:
-    """A front's backends ([{host, address, port}]) with the answers to its health requests (a uri loop)."""
+    """A front's backends ([{host, address, port}]) with the answers to its health requests (a uri loop,
+    read as cosyvoice_probe_summary reads one)."""
     results = (probe or {}).get("results") or [] if isinstance(probe, dict) else []
     out = []
     for i, x in enumerate(u for u in upstreams or [] if isinstance(u, dict)):
         r = results[i] if i < len(results) and isinstance(results[i], dict) else {}
-        msg = _uri_msg(r)
+        answer = _probe(r, None) if r else {}
+        status = answer.get("status", -1)
         out.append({"host": x.get("host"), "address": x.get("address"), "port": x.get("port"),
-                    "status": _int(r.get("status"), -1) if r else -1, "msg": msg if _int(r.get("status")) != 200 else ""})
+                    "status": status, "msg": "" if status == 200 else answer.get("msg", "")})
     return out
 
 
