@@ -370,12 +370,39 @@ def instance_units(instances: list[dict[str, Any]], service_name: str = "cosyvoi
     return units
 
 
+def service_units(instances: list[dict[str, Any]], template: str = "cosyvoice.service.j2") -> list[dict[str, Any]]:
+    """The service unit of each instance, in the shape of instance_units: [{src, dest, enabled, instance}]."""
+    return [{"src": template, "dest": f"{inst['name']}.service", "enabled": True, "instance": inst}
+            for inst in instances]
+
+
+def unit_files(units: list[dict[str, Any]], unit_dir: str = "/etc/systemd/system",
+               instance_var: str = "__cosyvoice_instance", validate: str | None = None) -> list[dict[str, Any]]:
+    """cosyvoice.deploy.host_files entries for instance_units or service_units: enabled ones rendered
+    from their template (the instance passed as instance_var; validate with {unit} for the unit's
+    name), disabled ones absent."""
+    files = []
+    for unit in units:
+        path = f"{unit_dir}/{unit['dest']}"
+        if not unit["enabled"]:
+            files.append({"path": path, "state": "absent"})
+            continue
+        entry = {"path": path, "state": "file", "template": unit["src"], "mode": "0644",
+                 "template_vars": {instance_var: unit["instance"]}}
+        if validate:
+            entry["validate"] = validate.replace("{unit}", unit["dest"])
+        files.append(entry)
+    return files
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "cosyvoice_endpoint": cosyvoice_endpoint,
             "cosyvoice_instances": resolve_instances,
             "cosyvoice_instance_units": instance_units,
+            "cosyvoice_unit_files": unit_files,
+            "cosyvoice_service_units": service_units,
             "cosyvoice_url": build_url,
             "cosyvoice_url_host": url_host,
             "cosyvoice_root_path": normalize_root_path,

@@ -11,6 +11,7 @@ Rule sets (what the role makes; every rule carries the label `os_firewall`):
     {{ ports | os_firewall_rules(cidrs) }}
         -> [{port: 7860, proto: tcp, src: 0.0.0.0/0, family: ipv4, comment: 'os_firewall: app'}, ...]
     {{ tuples | os_firewall_ufw_stale(desired_rules) }}     -> labelled ufw rules to delete
+    {{ desired_rules | os_firewall_ufw_missing(tuples) }}   -> desired rules ufw does not hold yet
     {{ desired_rules | os_firewall_firewalld_rich_rules(service) }}
     {{ current_rich_rules | os_firewall_firewalld_stale(desired_rich_rules) }}
 
@@ -191,6 +192,19 @@ def ufw_stale(tuples: list[dict[str, Any]], desired: list[dict[str, Any]], label
     return list(stale.values())
 
 
+def ufw_missing(desired: list[dict[str, Any]], tuples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The desired allow rules that ufw's user rules do not hold yet (same port, protocol, source
+    and comment, inbound, the role's shape): the only ones `community.general.ufw` would add or
+    update (a rule present with another comment is updated by ufw, so it counts as missing)."""
+    present = {
+        (item["proto"], item["dport"], _norm_or_raw(item["src"]), item["comment"])
+        for item in tuples
+        if item["action"] == "allow" and _is_role_shaped(item)
+    }
+    return [rule for rule in desired
+            if (rule["proto"], str(rule["port"]), _norm_or_raw(rule["src"]), rule["comment"]) not in present]
+
+
 def firewalld_rich_rules(desired: list[dict[str, Any]], service: str) -> list[str]:
     """Rich rules (in firewalld's own normalised spelling) that let each source reach `service`."""
     sources = sorted({(rule["family"], rule["src"]) for rule in desired})
@@ -266,6 +280,7 @@ class FilterModule:
             "os_firewall_rules": rules,
             "os_firewall_ufw_tuples": ufw_tuples,
             "os_firewall_ufw_stale": ufw_stale,
+            "os_firewall_ufw_missing": ufw_missing,
             "os_firewall_ufw_status": ufw_status,
             "os_firewall_firewalld_rich_rules": firewalld_rich_rules,
             "os_firewall_firewalld_stale": firewalld_stale,

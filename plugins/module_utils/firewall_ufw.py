@@ -34,6 +34,7 @@ ACTIONS = {"allow": Action.ACCEPT, "limit": Action.ACCEPT, "deny": Action.DROP, 
 _ACTIVE = re.compile(r"^Status: active", re.M)
 _DEFAULT = re.compile(r"Default: (\w+) \(incoming\)")
 _IPV6 = re.compile(r'^IPV6="?yes', re.M)
+_INPUT_POLICY = re.compile(r'^DEFAULT_INPUT_POLICY="?(\w+)', re.M)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ def parse_status(text: Optional[str]) -> UfwStatus:
 def ipv6_enabled(default_text: Optional[str]) -> bool:
     """IPV6=yes in /etc/default/ufw."""
     return bool(_IPV6.search(default_text or ""))
+
+
+def default_input_policy(default_text: Optional[str]) -> Optional[str]:
+    """DEFAULT_INPUT_POLICY of /etc/default/ufw (DROP, ACCEPT, REJECT); None when not set."""
+    found = _INPUT_POLICY.search(default_text or "")
+    return found.group(1).upper() if found else None
 
 
 def _decode_comment(raw: str) -> str:

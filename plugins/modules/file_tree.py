@@ -103,36 +103,13 @@ count:
 import base64
 import hashlib
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-
-MAX_DIFF_BYTES = 64 * 1024
-
-
-def _sha256(path: str) -> str | None:
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        return None
-
-
-def _text(data: bytes) -> str | None:
-    if len(data) > MAX_DIFF_BYTES or b"\0" in data:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return b""
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import (
+    content_diff,
+    sha256_of,
+    write_atomic,
+)
 
 
 def _attrs(module: AnsibleModule, path: str, mode: str) -> dict:
@@ -153,33 +130,20 @@ def _ensure_dir(module: AnsibleModule, path: str, result: dict) -> None:
         )
 
 
-def _write(module: AnsibleModule, path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".file_tree.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _install(module: AnsibleModule, dest: str, rel: str, spec: dict, result: dict) -> None:
     path = os.path.join(dest, rel)
     data = base64.b64decode(spec["content"])
     if hashlib.sha256(data).hexdigest() != spec["sha256"]:
         module.fail_json(msg=f"{rel}: the content does not match its sha256 (transfer damaged)")
-    differs = _sha256(path) != spec["sha256"]
-    if differs:
-        before = _text(_read(path)) if os.path.exists(path) else ""
-        after = _text(data)
-        if module._diff and before is not None and after is not None:
-            result["diff"].append({"before_header": path, "after_header": path, "before": before, "after": after})
+    if sha256_of(path) != spec["sha256"]:
+        diff = content_diff(path, data, os.path.exists(path)) if module._diff else None
+        if diff:
+            result["diff"].append(diff)
         result["changed_files"].append(rel)
         result["changed"] = True
         if not module.check_mode:
             _ensure_dir(module, os.path.dirname(path), result)
-            _write(module, path, data)
+            write_atomic(module, path, data, ".file_tree.")
     if os.path.exists(path):
         changed = module.set_fs_attributes_if_different(_attrs(module, path, module.params["file_mode"]), False)
         if changed and rel not in result["changed_files"]:

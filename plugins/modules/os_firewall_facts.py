@@ -56,7 +56,7 @@ options:
     description:
       - Also read the configuration the role's tasks need (into RV(config), not into the fact).
       - C(ufw) - the tuple lines (ufw's own record of each user rule) of C(/etc/ufw/user.rules) and
-        C(user6.rules), and C(IPV6=) of C(/etc/default/ufw).
+        C(user6.rules), and C(IPV6=) and C(DEFAULT_INPUT_POLICY=) of C(/etc/default/ufw).
       - C(firewalld) - the permanent target and rich rules of O(firewalld_zone), read with
         C(firewall-offline-cmd) (works while firewalld is stopped or masked). The module fails when that
         cannot be read.
@@ -114,7 +114,7 @@ config:
       firewalld - C({zone, target, rich_rules}) of the zone's permanent configuration.
   returned: when O(config) is not empty
   type: dict
-  sample: {ufw: {ipv6: true, rules: []}}
+  sample: {ufw: {ipv6: true, default_input_policy: DROP, rules: []}}
 ansible_facts:
   description: The fact os_firewall.
   returned: always
@@ -362,7 +362,9 @@ def ufw_config(host, probes):
     rules = probes.ufw_rules
     if rules is None:
         rules = "".join(host.read(path) or "" for path in UFW_RULE_FILES)
-    return {"ipv6": ufw.ipv6_enabled(host.read(UFW_DEFAULTS)), "rules": ufw.ufw_tuples(rules)}
+    defaults = host.read(UFW_DEFAULTS)
+    return {"ipv6": ufw.ipv6_enabled(defaults), "default_input_policy": ufw.default_input_policy(defaults),
+            "rules": ufw.ufw_tuples(rules)}
 
 
 def firewalld_config(host, zone):

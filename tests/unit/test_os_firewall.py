@@ -433,3 +433,24 @@ def test_filters_are_registered() -> None:
         "os_firewall_nft_status",
     } <= set(names)
     assert "os_firewall_host_status" not in names  # the private probe format is gone: use os_firewall_facts
+
+
+def test_ufw_missing_skips_rules_ufw_already_holds() -> None:
+    """A converged host: no ufw module run per rule (the rules are read in one module run)."""
+    tuples = fw.ufw_tuples(sample("ufw_user_rules.txt"))
+    held = fw.rules([{"port": 7860, "purpose": "app"}], ["10.0.0.0/8"])
+    assert fw.ufw_missing(held, tuples) == []
+    wanted = fw.rules([{"port": 7860, "purpose": "app"}], ["10.0.0.0/8", "192.168.0.0/16", "::/0"])
+    assert [(r["port"], r["src"]) for r in fw.ufw_missing(wanted, tuples)] == [(7860, "192.168.0.0/16"), (7860, "::/0")]
+
+
+def test_ufw_missing_counts_other_comment_action_or_shape_as_missing() -> None:
+    """ufw updates a rule whose comment differs; a deny or an interface-bound rule is not the allow rule."""
+    tuples = fw.ufw_tuples(sample("ufw_user_rules.txt"))
+    relabelled = fw.rules([{"port": 7860, "purpose": "other"}], ["10.0.0.0/8"])
+    assert fw.ufw_missing(relabelled, tuples) == relabelled
+    denied = fw.rules([{"port": 9999, "purpose": "x"}], ["0.0.0.0/0"])  # the sample denies 9999
+    assert fw.ufw_missing(denied, tuples) == denied
+    on_eth0 = fw.rules([{"port": 5000, "purpose": "x"}], ["0.0.0.0/0"])  # the sample allows 5000 on eth0 only
+    assert fw.ufw_missing(on_eth0, tuples) == on_eth0
+    assert fw.ufw_missing(on_eth0, []) == on_eth0

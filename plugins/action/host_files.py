@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: cosyvoice-deploy maintainers
+# Apache License 2.0
+"""Controller side of cosyvoice.deploy.host_files: render templates, read files, run the module once."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import lookup_loader
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("paths",))
+
+    def _render(self, name: str, extra: dict | None, task_vars: dict) -> str:
+        """The template as ansible.builtin.template renders it (the template lookup: same search path, ansible_managed)."""
+        lookup = lookup_loader.get("ansible.builtin.template", loader=self._loader, templar=self._templar)
+        return lookup.run([name], variables=task_vars, template_vars=extra or {})[0]
+
+    def _read(self, name: str) -> str:
+        path = self._find_needle("files", name)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AnsibleActionFail(f"src={name}: cannot read {path} as text ({exc})") from exc
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        paths = self._task.args.get("paths")
+        if not isinstance(paths, list) or not all(isinstance(p, dict) and p.get("path") for p in paths):
+            raise AnsibleActionFail("host_files needs paths: a list of {path: ..., state: ...} entries")
+        entries = []
+        for entry in paths:
+            entry = dict(entry)
+            sources = [k for k in ("content", "template", "src") if entry.get(k) is not None]
+            if len(sources) > 1:
+                raise AnsibleActionFail(f"{entry['path']}: give one of content, template and src, not {sources}")
+            if entry.get("state") in ("directory", "absent"):
+                # Nothing to write: a template named for the file it would be is not rendered.
+                for key in ("content", "template", "src", "template_vars"):
+                    entry.pop(key, None)
+            elif entry.get("template") is not None:
+                entry["content"] = self._render(entry.pop("template"), entry.pop("template_vars", None), task_vars)
+            elif entry.get("src") is not None:
+                entry["content"] = self._read(entry.pop("src"))
+            entry.pop("template_vars", None)
+            entries.append(entry)
+        result.update(self._execute_module(module_name="cosyvoice.deploy.host_files",
+                                           module_args={"paths": entries}, task_vars=task_vars))
+        return result
