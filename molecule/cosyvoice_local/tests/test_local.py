@@ -70,3 +70,27 @@ def test_switching_a_systemd_host_to_supervisord_and_back(host):
     assert "cosyvoice" not in host.run("supervisorctl status").stdout
     assert _healthy(host)
     assert _converge()["changed"] == 0
+
+
+def _timer_state(host, name: str) -> tuple[bool, str]:
+    unit = f"/etc/systemd/system/{name}"
+    return host.file(unit).exists, host.run(f"systemctl is-active {name}").stdout.strip()
+
+
+def test_watchdog_off_and_planned_restart_on_then_back(host):
+    """Timers switched on and off by the inventory: a timer no longer wanted is stopped and its
+    unit files removed (found by the same find as the instance units), the wanted ones run."""
+    counts = _converge("-e", "cosyvoice_watchdog_enabled=false", "-e", "cosyvoice_scheduled_restart='*-*-* 04:00:00'")
+    assert counts["changed"] > 0
+    assert _timer_state(host, "cosyvoice-watchdog.timer") == (False, "inactive")
+    assert not host.file("/etc/systemd/system/cosyvoice-watchdog.service").exists
+    assert _timer_state(host, "cosyvoice-scheduled-restart.timer") == (True, "active")
+    assert "OnCalendar=*-*-* 04:00:00" in host.file("/etc/systemd/system/cosyvoice-scheduled-restart.timer").content_string
+    assert _healthy(host)
+
+    _converge()
+    assert _timer_state(host, "cosyvoice-scheduled-restart.timer") == (False, "inactive")
+    assert not host.file("/etc/systemd/system/cosyvoice-scheduled-restart.service").exists
+    assert _timer_state(host, "cosyvoice-watchdog.timer") == (True, "active")
+    assert host.file("/opt/cosyvoice/cosyvoice-watchdog").mode == 0o755
+    assert _converge()["changed"] == 0
