@@ -48,7 +48,7 @@ options:
     description:
       - TCP ports of SSH. No foreign rule is ever proposed for removal for these ports, and a foreign rule
         that also matches traffic to them is reported with RV(ansible_facts.os_firewall.foreign_blocks[].remove_command)
-        null. The port of the SSH connection the module runs under (C($SSH_CONNECTION), when set) is added.
+        null. The port of the SSH connection the module runs under (RV(ssh_connection)) is added.
     type: list
     elements: int
     default: [22]
@@ -107,9 +107,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ssh_connection:
+  description:
+    - C($SSH_CONNECTION) of the SSH session the module runs under, read from the nearest ancestor process that
+      has it when C(become) reset the environment; V("") when none has it (not over SSH), null when the
+      ancestors' environments cannot be read (not root).
+  returned: always
+  type: str
+  sample: 192.0.2.10 51234 192.0.2.20 22
 config:
   description:
-    - Only with O(config) (not part of the fact). ufw - C({ipv6, rules}), rules as parsed from the tuple lines of
+    - Only with O(config) (not part of the fact). ufw - C({ipv6, default_input_policy, rules}), rules as parsed from the tuple lines of
       ufw's user rules (action, proto, dport, dst, sport, src, direction, interface, app, family, comment);
       firewalld - C({zone, target, rich_rules}) of the zone's permanent configuration.
   returned: when O(config) is not empty
@@ -382,9 +390,35 @@ def firewalld_config(host, zone):
     return {"zone": zone, "target": target[1].strip(), "rich_rules": [r for r in rich[1].splitlines() if r.strip()]}
 
 
-def ssh_ports(params):
+def session_ssh_connection(proc="/proc"):
+    """$SSH_CONNECTION of the SSH session this module runs under: its own environment, else that of the
+    nearest ancestor process that has it (become - sudo, su - resets the environment, the processes it
+    started from still hold it). "" when no ancestor has it (not run over SSH); None when an ancestor's
+    environment cannot be read (not root): ask the login shell instead."""
+    if os.environ.get("SSH_CONNECTION"):
+        return os.environ["SSH_CONNECTION"]
+    pid = os.getppid()
+    for _ in range(32):
+        if pid <= 1:
+            return ""
+        try:
+            with open(f"{proc}/{pid}/environ", "rb") as handle:
+                env = handle.read().split(b"\0")
+            with open(f"{proc}/{pid}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            return None
+        for item in env:
+            if item.startswith(b"SSH_CONNECTION="):
+                return item.split(b"=", 1)[1].decode("ascii", "replace")
+        # stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+        pid = int(stat[stat.rindex(b")") + 2:].split()[1])
+    return ""
+
+
+def ssh_ports(params, connection=None):
     ports = list(params["ssh_ports"] or [])
-    connection = os.environ.get("SSH_CONNECTION", "").split()
+    connection = (connection if connection is not None else os.environ.get("SSH_CONNECTION", "")).split()
     if len(connection) == 4 and connection[3].isdigit() and int(connection[3]) not in ports:
         ports.append(int(connection[3]))
     return ports
@@ -414,9 +448,10 @@ def main():
         module.fail_json(msg=f"ports: {bad} are not port numbers (1-65535).")
     host = Host(module)
     probes, managers, sources = gather(host)
-    facts = host_status(probes, module.params["ports"], ssh_ports(module.params))
+    connection = session_ssh_connection()
+    facts = host_status(probes, module.params["ports"], ssh_ports(module.params, connection))
     facts.update(managers=managers, sources=sources)
-    result = {"changed": False, "ansible_facts": {"os_firewall": facts}}
+    result = {"changed": False, "ansible_facts": {"os_firewall": facts}, "ssh_connection": connection}
     if module.params["config"]:
         result["config"] = read_config(module, host, probes)
     module.exit_json(**result)

@@ -221,6 +221,30 @@ def test_ssh_ports_add_the_live_session(monkeypatch: pytest.MonkeyPatch) -> None
     assert facts.ssh_ports({"ssh_ports": [22]}) == [22, 2200]
     monkeypatch.delenv("SSH_CONNECTION")
     assert facts.ssh_ports({"ssh_ports": [22]}) == [22]
+    assert facts.ssh_ports({"ssh_ports": [22]}, "198.51.100.9 50000 172.17.0.5 2201") == [22, 2201]
+
+
+def _proc(root: Path, pid: int, ppid: int, comm: str, env: dict[str, str]) -> None:
+    (root / str(pid)).mkdir(parents=True)
+    (root / str(pid) / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1\n")
+    (root / str(pid) / "environ").write_bytes(b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items()))
+
+
+def test_session_ssh_connection_read_from_the_processes_above_become(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """become (sudo) resets the environment; the shell that sshd started, above sudo, still has it."""
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    monkeypatch.setattr(facts.os, "getppid", lambda: 300)
+    _proc(tmp_path, 300, 200, "sudo (as) root", {"PATH": "/usr/bin", "SUDO_USER": "ops"})
+    _proc(tmp_path, 200, 100, "sh", {"SSH_CONNECTION": "198.51.100.9 50000 172.17.0.5 2200"})
+    _proc(tmp_path, 100, 1, "sshd", {})
+    assert facts.session_ssh_connection(str(tmp_path)) == "198.51.100.9 50000 172.17.0.5 2200"
+    (tmp_path / "200" / "environ").write_bytes(b"PATH=/bin\0")
+    assert facts.session_ssh_connection(str(tmp_path)) == ""  # not over SSH (docker exec, local)
+    (tmp_path / "300" / "environ").unlink()
+    assert facts.session_ssh_connection(str(tmp_path)) is None  # unreadable: the role asks the login shell
+    monkeypatch.setenv("SSH_CONNECTION", "203.0.113.1 1 203.0.113.2 22")
+    assert facts.session_ssh_connection(str(tmp_path)) == "203.0.113.1 1 203.0.113.2 22"
 
 
 # ---------------------------------------------------------------- main()
