@@ -39,7 +39,7 @@ class ActionModule(ActionBase):
             sources = [k for k in ("content", "template", "src") if entry.get(k) is not None]
             if len(sources) > 1:
                 raise AnsibleActionFail(f"{entry['path']}: give one of content, template and src, not {sources}")
-            if entry.get("state") in ("directory", "absent"):
+            if entry.get("state") in ("directory", "link", "absent"):
                 # Nothing to write: a template named for the file it would be is not rendered.
                 for key in ("content", "template", "src", "template_vars"):
                     entry.pop(key, None)

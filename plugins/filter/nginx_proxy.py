@@ -105,6 +105,38 @@ def subject_alt_names(names: Any) -> list[str]:
     return result
 
 
+SERVER_AUTH = ("serverAuth", "TLS Web Server Authentication")
+
+
+def selfsigned_current(cert_info: Any, key: Any, names: Any) -> bool:
+    """Whether the self-signed certificate on the host is the one the role would issue now, read from
+    community.crypto.x509_certificate_info (with valid_at.renew) and the openssl_privatekey result:
+    self-signed by the current key, the same subject and subjectAltName, CA:FALSE, serverAuth, and not
+    within the renewal window. Anything else (or anything unreadable) is False: the role then builds
+    the request and issues again (x509_certificate decides)."""
+    if not isinstance(cert_info, dict) or not isinstance(key, dict) or cert_info.get("failed"):
+        return False
+    try:
+        wanted_sans = subject_alt_names(names)
+    except ValueError:
+        return False
+    key_fp = (key.get("fingerprint") or {}).get("sha256")
+    cert_fp = (cert_info.get("public_key_fingerprints") or {}).get("sha256")
+    common_name = names[0] if names and len(names[0]) <= 64 else None
+    subject = cert_info.get("subject") or {}
+    return bool(
+        key_fp and key_fp == cert_fp
+        and (cert_info.get("valid_at") or {}).get("renew") is True
+        and cert_info.get("issuer") == subject
+        and subject.get("commonName") == common_name
+        and sorted(cert_info.get("subject_alt_name") or []) == sorted(wanted_sans)
+        and not cert_info.get("subject_alt_name_critical")
+        and cert_info.get("basic_constraints") == ["CA:FALSE"]
+        and len(cert_info.get("extended_key_usage") or []) == 1
+        and cert_info["extended_key_usage"][0] in SERVER_AUTH
+    )
+
+
 def auth_problems(users: Any, variable: str = "nginx_proxy_auth_users") -> list[str]:
     """Why `users` cannot go into the htpasswd file ([] when fine). Never echoes a password."""
     if not isinstance(users, (list, tuple)):
@@ -141,5 +173,6 @@ class FilterModule:
             "nginx_proxy_acme_domain_problems": acme_domain_problems,
             "nginx_proxy_acme_domains": acme_domains,
             "nginx_proxy_subject_alt_names": subject_alt_names,
+            "nginx_proxy_selfsigned_current": selfsigned_current,
             "nginx_proxy_auth_problems": auth_problems,
         }

@@ -39,7 +39,7 @@ options:
       state:
         description: What the path must be.
         type: str
-        choices: [directory, file, absent]
+        choices: [directory, file, link, absent]
         default: file
       content:
         description: Text of a C(file) (set by the action plugin from C(template) or C(src) when those are given).
@@ -53,6 +53,9 @@ options:
       src:
         description: File of the role (C(files/)) read on the controller into C(content).
         type: str
+      target:
+        description: What a C(link) points to (a symbolic link; one in its place with another target, or a file, is replaced).
+        type: path
       owner:
         description: Owner (not for C(absent)).
         type: str
@@ -151,6 +154,23 @@ def _file(module: AnsibleModule, entry: dict, diffs: list) -> bool:
     return _attributes(module, entry, changed)
 
 
+def _link(module: AnsibleModule, entry: dict) -> bool:
+    path, target = entry["path"], entry["target"]
+    if not target:
+        module.fail_json(msg=f"{path}: a link needs target")
+    if os.path.islink(path) and os.readlink(path) == target:
+        return False
+    if os.path.isdir(path) and not os.path.islink(path):
+        module.fail_json(msg=f"{path} is a directory: remove it, this role makes a link to {target} there")
+    if not module.check_mode:
+        tmp = os.path.join(os.path.dirname(path), f".host_files.{os.getpid()}.{os.path.basename(path)}")
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.rename(tmp, path)
+    return True
+
+
 def _absent(module: AnsibleModule, entry: dict) -> bool:
     path = entry["path"]
     if not os.path.lexists(path):
@@ -170,7 +190,8 @@ def main() -> None:
                 "type": "list", "elements": "dict", "required": True,
                 "options": {
                     "path": {"type": "path", "required": True},
-                    "state": {"type": "str", "default": "file", "choices": ["directory", "file", "absent"]},
+                    "state": {"type": "str", "default": "file", "choices": ["directory", "file", "link", "absent"]},
+                    "target": {"type": "path"},
                     "content": {"type": "str"},
                     "template": {"type": "str"},
                     "template_vars": {"type": "dict"},
@@ -193,6 +214,8 @@ def main() -> None:
             changed = _directory(module, entry)
         elif entry["state"] == "file":
             changed = _file(module, entry, diffs)
+        elif entry["state"] == "link":
+            changed = _link(module, entry)
         else:
             changed = _absent(module, entry)
         if changed:

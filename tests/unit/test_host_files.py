@@ -113,3 +113,17 @@ def test_ufw_default_input_policy():
     assert default_input_policy('IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\n') == "DROP"
     assert default_input_policy('DEFAULT_INPUT_POLICY="ACCEPT"\n') == "ACCEPT"
     assert default_input_policy("") is None and default_input_policy(None) is None
+
+
+def test_link_made_and_repointed_atomically(tmp_path: Path):
+    site = tmp_path / "available.conf"
+    site.write_text("server {}\n")
+    link = tmp_path / "enabled.conf"
+    entry = {"path": str(link), "state": "link", "target": str(site)}
+    assert run_module([entry])["changed"] and os.readlink(link) == str(site)
+    assert not run_module([entry])["changed"]
+    link.unlink()
+    link.write_text("a copy someone made\n")
+    assert run_module([entry], check=True)["changed"] and not link.is_symlink()
+    assert run_module([entry])["changed"] and os.readlink(link) == str(site)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".host_files.")]

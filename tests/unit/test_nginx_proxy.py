@@ -126,5 +126,38 @@ def test_filter_module_exports() -> None:
         "nginx_proxy_acme_domain_problems",
         "nginx_proxy_acme_domains",
         "nginx_proxy_subject_alt_names",
+        "nginx_proxy_selfsigned_current",
         "nginx_proxy_auth_problems",
     }
+
+
+def _cert_info(**over):
+    info = {
+        "failed": False,
+        "public_key_fingerprints": {"sha256": "aa:bb"},
+        "valid_at": {"renew": True},
+        "subject": {"commonName": "172.17.0.2"},
+        "issuer": {"commonName": "172.17.0.2"},
+        "subject_alt_name": ["IP:172.17.0.2", "DNS:cv-demo"],
+        "subject_alt_name_critical": False,
+        "basic_constraints": ["CA:FALSE"],
+        "extended_key_usage": ["TLS Web Server Authentication"],
+    }
+    info.update(over)
+    return info
+
+
+def test_selfsigned_current_only_when_the_certificate_is_what_the_role_would_issue():
+    key = {"fingerprint": {"sha256": "aa:bb"}}
+    names = ["172.17.0.2", "cv-demo"]
+    assert np.selfsigned_current(_cert_info(), key, names) is True
+    assert np.selfsigned_current(_cert_info(), key, ["cv-demo", "172.17.0.2"]) is False  # other common name
+    assert np.selfsigned_current(_cert_info(), {"fingerprint": {"sha256": "cc"}}, names) is False  # new key
+    assert np.selfsigned_current(_cert_info(valid_at={"renew": False}), key, names) is False  # renewal window
+    assert np.selfsigned_current(_cert_info(subject_alt_name=["IP:172.17.0.2"]), key, names) is False
+    assert np.selfsigned_current(_cert_info(issuer={"commonName": "Some CA"}), key, names) is False
+    assert np.selfsigned_current(_cert_info(basic_constraints=["CA:TRUE"]), key, names) is False
+    assert np.selfsigned_current(_cert_info(extended_key_usage=["clientAuth"]), key, names) is False
+    assert np.selfsigned_current({"failed": True, "msg": "No such file"}, key, names) is False  # no certificate
+    assert np.selfsigned_current(_cert_info(), {"skipped": True}, names) is False  # check mode, no key yet
+    assert np.selfsigned_current(_cert_info(), key, ["bad name!"]) is False
