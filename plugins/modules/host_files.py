@@ -14,7 +14,7 @@ description:
   - Makes each entry of O(paths) what it says, in order, in one module run instead of one
     M(ansible.builtin.file), M(ansible.builtin.template) or M(ansible.builtin.copy) task per path (each of
     which is a round trip to the host, also when nothing changes).
-  - C(directory) - created with its missing parents (as C(mkdir -p)), then owner, group and mode set.
+  - C(directory) - created with its missing parents (as C(mkdir -p); the parents made get the same owner, group and mode, as with M(ansible.builtin.file)), then owner, group and mode set.
     C(file) - the content compared by SHA-256 and replaced atomically only when it differs, then owner,
     group and mode set. C(absent) - removed (a directory with what it holds).
   - The action plugin of the same name turns C(template) (a role's C(templates/), rendered on the controller
@@ -128,7 +128,15 @@ def _directory(module: AnsibleModule, entry: dict) -> bool:
     if changed and module.check_mode:
         return True
     if changed:
-        os.makedirs(path)
+        # Missing parents get the entry's owner, group and mode too (as ansible.builtin.file does).
+        missing = []
+        current = path
+        while current and not os.path.isdir(current):
+            missing.append(current)
+            current = os.path.dirname(current)
+        for directory in reversed(missing):
+            os.mkdir(directory)
+            _attributes(module, {**entry, "path": directory}, True)
     return _attributes(module, entry, changed)
 
 

@@ -127,3 +127,9 @@ def test_link_made_and_repointed_atomically(tmp_path: Path):
     assert run_module([entry], check=True)["changed"] and not link.is_symlink()
     assert run_module([entry])["changed"] and os.readlink(link) == str(site)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".host_files.")]
+
+
+def test_missing_parents_get_the_directory_mode(tmp_path: Path):
+    """Like ansible.builtin.file: /etc/nginx/ssl made for /etc/nginx/ssl/site at 0700 is 0700 too."""
+    run_module([{"path": str(tmp_path / "ssl" / "site"), "state": "directory", "mode": "0700"}])
+    assert mode(tmp_path / "ssl") == "0o700" and mode(tmp_path / "ssl" / "site") == "0o700"
