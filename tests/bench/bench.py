@@ -129,7 +129,7 @@ def write_inventories(ips: dict[str, str], key: Path) -> dict[str, Path]:
 def playbook(label: str, inventory: Path, book: str, *args: str, limit: str | None = None,
              expect_changed: int | None = None) -> dict[str, Any]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="10",
+               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks,cosyvoice.deploy.warm_plugins", PROFILE_TASKS_TASK_OUTPUT_LIMIT="10",
                PROFILE_TASKS_SORT_ORDER="descending")
     cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", f"@{FIXTURES}", book, *args]
     if limit:

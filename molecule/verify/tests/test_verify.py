@@ -150,7 +150,7 @@ def test_verify_play_is_cheap_and_changes_nothing(name: str, monkeypatch: pytest
     machine is shared, so a run slowed down by a neighbour is measured once more (the faster
     figure is the role's cost); both figures land in reports/<host>/verify-cost.txt.
     """
-    monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.profile_tasks")
+    monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.profile_tasks,cosyvoice.deploy.warm_plugins")
     monkeypatch.setenv("ANSIBLE_STDOUT_CALLBACK", "ansible.builtin.default")
     figures: list[float] = []
     for _ in range(2):
