@@ -9,6 +9,7 @@ DOCUMENTATION = r"""
 name: warm_plugins
 type: aggregate
 author: cosyvoice-deploy maintainers
+version_added: "1.6.0"
 short_description: Load filter, test, lookup and action plugins once in the controller, before workers fork
 description:
   - Ansible runs every task of every host in a new worker process forked from the

@@ -44,6 +44,13 @@ RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\
                    r"failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)")
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy so far (/proc/stat): controller, docker and every target."""
+    fields = [int(x) for x in Path("/proc/stat").read_text(encoding="ascii").splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -134,9 +141,10 @@ def playbook(label: str, inventory: Path, book: str, *args: str, limit: str | No
     cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", f"@{FIXTURES}", book, *args]
     if limit:
         cmd += ["--limit", limit]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), busy_cpu_seconds()
     proc = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - started
+    cpu = busy_cpu_seconds() - cpu_before
     (STATE / f"{label}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     recap = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
              for m in map(RECAP.match, proc.stdout.split("PLAY RECAP")[-1].splitlines()) if m}
@@ -144,9 +152,9 @@ def playbook(label: str, inventory: Path, book: str, *args: str, limit: str | No
     slowest = [(m["task"].strip(), float(m["s"])) for m in map(PROFILE_LINE.match, tail.splitlines()) if m][:10]
     tasks = len(re.findall(r"^(?:TASK|RUNNING HANDLER) \[", proc.stdout, re.MULTILINE))
     result = {"label": label, "seconds": round(seconds, 1), "rc": proc.returncode, "recap": recap,
-              "task_headers": tasks, "slowest": slowest}
+              "task_headers": tasks, "slowest": slowest, "cpu_seconds": round(cpu, 1)}
     changed = sum(r["changed"] for r in recap.values())
-    log(f"{label}: {seconds:.1f} s, rc {proc.returncode}, {len(recap)} host(s), changed {changed}, "
+    log(f"{label}: {seconds:.1f} s, {cpu:.1f} CPU-s, rc {proc.returncode}, {len(recap)} host(s), changed {changed}, "
         f"{tasks} task headers")
     if proc.returncode != 0:
         raise SystemExit(f"{label} failed (rc {proc.returncode}); log: {STATE / (label + '.log')}\n"
@@ -212,21 +220,27 @@ def summarise(runs: dict[str, dict[str, Any]], connections: list[str], hosts: in
                          text=True, check=False).stdout.strip()
     lines = [f"# make bench ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs {cpu}, {platform.platform()}, "
              f"{total / 60:.0f} min in all)", "",
-             "| run | seconds | ratio | goal |", "|---|---:|---:|---|"]
+             "| run | seconds | ratio | goal | busy CPU-s (machine) |", "|---|---:|---:|---|---:|"]
     for conn in connections:
         bare = runs[f"bare_{conn}"]["seconds"]
-        lines.append(f"| bare facts + ping ({conn}) | {bare} | 1.0 | |")
+        lines.append(f"| bare facts + ping ({conn}) | {bare} | 1.0 | | {runs[f'bare_{conn}']['cpu_seconds']} |")
         for key, label in ((f"noop_direct_{conn}", "site.yml no-op, direct"),
                            (f"noop_proxy_{conn}", "site.yml no-op, proxy"),
                            (f"check_{conn}", "site.yml --check --diff")):
             if key in runs:
                 goal = "<= 5x bare" if "no-op" in label else ""
                 lines.append(f"| {label} ({conn}) | {runs[key]['seconds']} | "
-                             f"{runs[key]['seconds'] / bare:.1f}x | {goal} |")
+                             f"{runs[key]['seconds'] / bare:.1f}x | {goal} | {runs[key]['cpu_seconds']} |")
         if f"fleet_all_{conn}" in runs:
             one, all_ = runs[f"fleet_one_{conn}"]["seconds"], runs[f"fleet_all_{conn}"]["seconds"]
             lines.append(f"| site.yml no-op, {hosts} hosts vs 1 ({conn}) | {all_} vs {one} | {all_ / one:.1f}x | "
-                         "<= 2x one host |")
+                         f"<= 2x one host | {runs[f'fleet_all_{conn}']['cpu_seconds']} vs "
+                         f"{runs[f'fleet_one_{conn}']['cpu_seconds']} |")
+            # What the machine allows: the fleet run's busy CPU time spread over every CPU,
+            # against one host's wall time (controller and targets share these CPUs here).
+            floor = runs[f"fleet_all_{conn}"]["cpu_seconds"] / (os.cpu_count() or 1)
+            lines.append(f"| CPU floor of that run ({conn}): {runs[f'fleet_all_{conn}']['cpu_seconds']} CPU-s "
+                         f"/ {os.cpu_count()} CPUs | {floor:.1f} vs {one} | {floor / one:.1f}x | | |")
     fc = runs["first_converge"]
     lines += ["", f"First converge of a fresh host (docker connection): {fc['seconds']} s, "
               f"{fc['task_headers']} task headers.", "", "Slowest tasks:", ""]

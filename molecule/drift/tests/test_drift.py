@@ -283,6 +283,9 @@ DRIFTS = [
     Drift("launcher_modified", "launcher file modified (a local hotfix)",
           f"echo '# local hotfix' >> {LAUNCHER}",
           "cosyvoice.deploy.cosyvoice : Install the launcher package"),
+    Drift("uv_removed", "the installer's binary removed from its tools venv (pip's metadata still lists it)",
+          "rm /opt/cosyvoice/tools/bin/uv",
+          "cosyvoice.deploy.cosyvoice : Install uv into its own tools venv"),
     Drift("service_stopped_disabled", "service stopped and disabled",
           "systemctl disable --now cosyvoice",
           "cosyvoice.deploy.cosyvoice : Enable and start each instance"),
@@ -313,6 +316,7 @@ def drifted(host, ip, cafile, baseline, bad_runs: BadRuns) -> dict[str, Any]:  #
         assert result.rc == 0, f"{drift.id}: {drift.inject}: {result.stderr}"
     FIGURES["inject_s"] = round(time.monotonic() - started, 1)
     seen["state"] = host_state(host)
+    seen["uv"] = host.run("/opt/cosyvoice/tools/bin/uv --version").rc
     return seen
 
 
@@ -327,6 +331,7 @@ def test_drift_is_real(drifted, baseline):
         assert before[path] != after.get(path), path
     assert HTPASSWD in before and HTPASSWD not in after
     assert "cosyvoice.service inactive disabled" in drifted["state"]["units"]
+    assert drifted["uv"] != 0  # the installer is gone
 
 
 @pytest.fixture(scope="module")
@@ -413,6 +418,7 @@ def test_repaired_host_is_the_converged_host(host, repair_run, baseline, ip, caf
     assert (htpasswd.user, htpasswd.group, htpasswd.mode) == ("root", "www-data", 0o640)
     assert htpasswd.content_string.startswith(f"{USER[0]}:$apr1$")
     assert after["units"] == baseline["units"], state_diff(baseline, after)
+    assert host.run("/opt/cosyvoice/tools/bin/uv --version").stdout.startswith("uv ")
     assert after["listeners"] == baseline["listeners"], state_diff(baseline, after)
     assert ufw_rules(after) == ufw_rules(baseline), state_diff(baseline, after)
     assert after["firewall"].startswith("Status: active")
