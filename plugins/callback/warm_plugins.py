@@ -64,33 +64,33 @@ def _plugin_files(collection: str, kind: str) -> list[str]:
 
 
 def warm(collections: list[str]) -> int:
-    """Load the plugins; return how many plugin files were looked at. Never raises."""
-    count = 0
-    for _kind, loader in _JINJA_LOADERS:
+    """Load the plugins; return how many plugin files they came from. Never raises."""
+    files: set[str] = set()
+    for kind, loader in _JINJA_LOADERS:
         try:
-            # builtin + adjacent (legacy) plugins: the loader's cache of non-collection wrappers
-            count += sum(1 for _plugin in loader.all())
+            # builtin + adjacent (legacy) plugins: fills the loader's cache of non-collection wrappers
+            files.update(loader.all(path_only=True))
         except Exception as ex:  # pylint: disable=broad-exception-caught
-            display.vvvv(f"warm_plugins: {_kind} plugins not preloaded: {ex}")
+            display.vvvv(f"warm_plugins: {kind} plugins not preloaded: {ex}")
     for collection in collections:
         for kind, loader in _JINJA_LOADERS:
-            files = _plugin_files(collection, kind)
-            if not files:
+            names = _plugin_files(collection, kind)
+            if not names:
                 continue
             try:
                 # one collection lookup loads every file of its plugins/<kind> folder
-                loader.get(f"{collection}.{files[0]}")
+                loader.get(f"{collection}.{names[0]}")
             except Exception as ex:  # pylint: disable=broad-exception-caught
                 display.vvvv(f"warm_plugins: {collection} {kind} plugins not preloaded: {ex}")
-            count += len(files)
+            files.update(f"{collection}.{kind}.{name}" for name in names)
         for kind, loader in _CLASS_LOADERS:
             for name in _plugin_files(collection, kind):
                 try:
                     loader.get(f"{collection}.{name}", class_only=True)
                 except Exception as ex:  # pylint: disable=broad-exception-caught
                     display.vvvv(f"warm_plugins: {collection}.{name} ({kind}) not preloaded: {ex}")
-                count += 1
-    return count
+                files.add(f"{collection}.{kind}.{name}")
+    return len(files)
 
 
 class CallbackModule(CallbackBase):

@@ -135,9 +135,10 @@ def write_inventories(ips: dict[str, str], key: Path) -> dict[str, Path]:
 
 def playbook(label: str, inventory: Path, book: str, *args: str, limit: str | None = None,
              expect_changed: int | None = None) -> dict[str, Any]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks,cosyvoice.deploy.warm_plugins", PROFILE_TASKS_TASK_OUTPUT_LIMIT="10",
-               PROFILE_TASKS_SORT_ORDER="descending")
+    # The project's ansible.cfg decides the callbacks (profile_tasks, warm_plugins): what users run.
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CALLBACKS_ENABLED"}
+    env.update(ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PROFILE_TASKS_TASK_OUTPUT_LIMIT="10", PROFILE_TASKS_SORT_ORDER="descending")
     cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", f"@{FIXTURES}", book, *args]
     if limit:
         cmd += ["--limit", limit]

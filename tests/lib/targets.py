@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import socket
@@ -10,6 +11,13 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
+
+
+def project_callbacks() -> str:
+    """callbacks_enabled of the project's ansible.cfg (molecule runs with its own ansible.cfg)."""
+    cfg = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    cfg.read(PROJECT / "ansible.cfg", encoding="utf-8")
+    return cfg["defaults"]["callbacks_enabled"]
 
 
 def container_ip(host) -> str:  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.lib.targets import PROJECT, ansible_playbook, container_ip  # noqa: E402
+from tests.lib.targets import PROJECT, ansible_playbook, container_ip, project_callbacks  # noqa: E402
 
 PORT = 7860
 UNIT = "/etc/systemd/system/cosyvoice.service"
@@ -150,7 +150,7 @@ def test_verify_play_is_cheap_and_changes_nothing(name: str, monkeypatch: pytest
     machine is shared, so a run slowed down by a neighbour is measured once more (the faster
     figure is the role's cost); both figures land in reports/<host>/verify-cost.txt.
     """
-    monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.profile_tasks,cosyvoice.deploy.warm_plugins")
+    monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", project_callbacks())
     monkeypatch.setenv("ANSIBLE_STDOUT_CALLBACK", "ansible.builtin.default")
     figures: list[float] = []
     for _ in range(2):
