@@ -52,13 +52,16 @@ molecule: venv images
 	COLUMNS=250 scripts/run-scenarios $(JOBS) $(filter $(SCENARIOS),$(SLOW_FIRST)) $(filter-out $(SLOW_FIRST),$(SCENARIOS))
 
 # lint, then the unit tests and the molecule scenarios side by side (the unit
-# tests' output is printed after the scenarios'); fails when either fails.
+# tests' output is printed after the scenarios', then a digest of what failed
+# in each failed scenario, so the end of the output names it); fails when
+# either fails.
 test: lint images
 	mkdir -p .cache
 	scripts/unit-tests > .cache/unit-tests.log 2>&1 & unit=$$!; \
 	if $(MAKE) --no-print-directory molecule; then m=0; else m=1; fi; \
 	if wait $$unit; then u=0; else u=1; fi; \
 	echo "=== unit tests ==="; cat .cache/unit-tests.log; \
+	[ $$m -eq 0 ] || scripts/failure-digest; \
 	[ $$m -eq 0 ] && [ $$u -eq 0 ]
 
 # Extra ansible-playbook arguments: make demo ARGS='-e cosyvoice_server_port=7861'

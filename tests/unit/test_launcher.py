@@ -329,6 +329,18 @@ def test_bind_listener_listens():
         sock.close()
 
 
+def test_mark_ready_writes_the_pid_once_loaded_and_removes_a_stale_file_at_start(tmp_path):
+    ready = tmp_path / "cosyvoice.ready"
+    ready.write_text("4242\n")  # left by an earlier process
+    assert server.mark_ready(str(ready), ready=False) and not ready.exists()
+    assert server.mark_ready(str(ready), ready=False)  # nothing to remove
+    assert server.mark_ready(str(ready), ready=True)
+    assert ready.read_text() == f"{os.getpid()}\n"
+    assert list(tmp_path.iterdir()) == [ready]
+    assert server.mark_ready(None, ready=True) is False
+    assert server.mark_ready(str(tmp_path / "missing-dir" / "x.ready"), ready=True) is False
+
+
 def test_sd_notify_sends_to_the_notify_socket(tmp_path, monkeypatch):
     path = str(tmp_path / "notify")
     recv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -54,6 +54,15 @@ def wait_healthy(ip: str, timeout: float = 120) -> float:
     raise AssertionError(f"http://{ip}:{PORT}/healthz did not answer 200 within {timeout}s")
 
 
+def evidence(host) -> str:  # type: ignore[no-untyped-def]
+    """What supervisord and the watchdog did, for a failure message."""
+    return host.run(
+        "supervisorctl status; ps -eo pid,ppid,stat,etimes,user,args | grep -v ' ps '; "
+        "tail -n 15 /var/log/supervisor/supervisord.log; "
+        "tail -n 15 /var/log/cosyvoice/cosyvoice-watchdog.log; tail -n 15 /var/log/cosyvoice/cosyvoice.log"
+    ).stdout
+
+
 def app_pid(host) -> int:  # type: ignore[no-untyped-def]
     words = host.run("supervisorctl status cosyvoice").stdout.split()
     return int(words[3].rstrip(",")) if len(words) > 3 and words[1] == "RUNNING" else 0
@@ -80,6 +89,8 @@ def test_no_systemd_here_and_supervisord_runs_the_app(host) -> None:  # type: ig
     assert proc.user == "cosyvoice"
     # setpriv --no-new-privs: the one part of the systemd sandbox supervisord can keep.
     assert "NoNewPrivs:\t1" in host.file(f"/proc/{pid}/status").content_string
+    # supervisord has no Type=notify: the launcher writes its pid here once loaded (the watchdog reads it).
+    assert host.file("/var/lib/cosyvoice/cosyvoice.ready").content_string.strip() == str(pid)
     assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
 
 
@@ -104,7 +115,7 @@ def test_kill_9_and_the_app_is_serving_again(host, ip: str) -> None:  # type: ig
     while not app_pid(host) and time.monotonic() < deadline:
         time.sleep(0.5)
     after = app_pid(host)
-    assert after and after != before
+    assert after and after != before, f"pid {before} -> {after}\n{evidence(host)}"
     print(f"\nFIGURE supervisord restart after kill -9: serving again in {took:.1f} s")
 
 
@@ -139,6 +150,49 @@ def test_bound_to_loopback_by_hand_is_named_and_repaired(host, ip: str, name: st
     assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
 
 
+def test_a_slow_start_is_left_to_load(host, ip: str) -> None:  # type: ignore[no-untyped-def]
+    """supervisord says RUNNING after startsecs (5 s), loaded or not. A process frozen before
+    it ever answered (a model that takes minutes to load) must not be killed by the watchdog
+    (probe every 5 s, 2 failures) within cosyvoice_timeout_start_sec; it serves once it goes on."""
+    before = app_pid(host)
+    log = "/var/log/cosyvoice/cosyvoice-watchdog.log"
+    restarts = host.run(f"grep -c restarting {log}").stdout.strip()
+    # Freeze the new process as soon as it exists, long before the app can answer.
+    froze = host.run(
+        f"supervisorctl restart cosyvoice >/dev/null & "
+        f"for i in $(seq 1 2000); do new=$(pgrep -n -u cosyvoice -f -- '-m cosyvoice_launcher '); "
+        f"if [ -n \"$new\" ] && [ \"$new\" != {before} ]; then kill -STOP $new; echo $new; break; fi; "
+        f"sleep 0.01; done; wait")
+    new = int(froze.stdout.split()[-1])
+    time.sleep(20)  # 4 probes: without the start grace the watchdog restarts it after 2
+    assert app_pid(host) == new, evidence(host)
+    assert host.run(f"grep -c restarting {log}").stdout.strip() == restarts, evidence(host)
+    host.run(f"kill -CONT {new}")
+    wait_healthy(ip, timeout=60)
+    assert app_pid(host) == new, evidence(host)
+    # Once the watchdog has seen it answer, a hang counts at once (the next test).
+    state = "/var/lib/cosyvoice-watchdog/state.json"
+    deadline = time.monotonic() + 30
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline and not (seen.get("pid") == new and seen.get("ready")):
+        time.sleep(1)
+        seen = json.loads(host.run(f"cat {state} 2>/dev/null || echo '{{}}'").stdout or "{}")
+    assert seen.get("pid") == new and seen.get("ready"), f"{seen}\n{evidence(host)}"
+
+
+def test_a_changed_watchdog_script_restarts_the_looping_watchdog(host, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The watchdog is one long-lived process: a new script must restart it (supervisorctl
+    update only acts on a changed program file)."""
+    script = "/opt/cosyvoice/cosyvoice-watchdog"
+    good = host.file(script).sha256sum
+    before = host.run("supervisorctl status cosyvoice-watchdog").stdout.split()[3]
+    host.run(f"echo '# edited by hand' >> {script}")
+    assert converge(name)["changed"] >= 2
+    assert host.file(script).sha256sum == good
+    after = host.run("supervisorctl status cosyvoice-watchdog").stdout.split()
+    assert after[1] == "RUNNING" and after[3] != before, after
+
+
 def test_a_hung_app_is_restarted_by_the_watchdog(host, ip: str) -> None:  # type: ignore[no-untyped-def]
     """SIGSTOP: the watchdog (probe every 5 s, 2 failures) restarts it; it wakes the process
     first, so supervisord's stop does not wait out stopwaitsecs (30 s)."""
@@ -148,7 +202,7 @@ def test_a_hung_app_is_restarted_by_the_watchdog(host, ip: str) -> None:  # type
     time.sleep(3)
     assert health(ip) == -1
     took = 3 + wait_healthy(ip, timeout=60)
-    assert app_pid(host) != before
+    assert app_pid(host) != before, evidence(host)
     assert "restarting cosyvoice" in host.file("/var/log/cosyvoice/cosyvoice-watchdog.log").content_string
     assert took < 40, f"hung app served again only after {took:.0f} s"
     print(f"\nFIGURE supervisord: SIGSTOP -> serving again in {time.monotonic() - start:.1f} s")
@@ -160,7 +214,11 @@ def test_supervisord_killed_is_named_and_a_rerun_leaves_one_of_each(host, ip: st
     re-run stops the orphans and starts supervisord, which runs exactly one of each."""
     host.run("pkill -KILL -x supervisord")
     time.sleep(1)
-    assert health(ip) == 200  # the orphan still answers: nothing else would notice
+    # The orphan still answers (nothing restarts it now): nothing else would notice.
+    try:
+        wait_healthy(ip, timeout=30)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{evidence(host)}") from None
     proc, report = diagnose(tmp_path, name)
     assert proc.returncode != 0
     assert report["layer"] == "service", report["message"]

@@ -8,7 +8,7 @@ import sys
 
 from .config import ConfigError, parse_args
 from .engines import SynthesisError, load_engine
-from .server import BindError, bind_listener, sd_notify
+from .server import BindError, bind_listener, mark_ready, sd_notify
 
 log = logging.getLogger("cosyvoice_launcher")
 
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.host in ("127.0.0.1", "::1", "localhost"):
         log.warning("bound to %s: only this host can connect (fine behind nginx; for direct access use 0.0.0.0)",
                     cfg.host)
+    mark_ready(os.environ.get("COSYVOICE_READY_FILE"), ready=False)  # not until the engine is loaded
     try:
         sock = bind_listener(cfg.host, cfg.port)
     except BindError as exc:
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     def ready(url: str) -> None:
         log.info("ready: %s", url)
         sd_notify(f"READY=1\nSTATUS=serving {url}")
+        mark_ready(os.environ.get("COSYVOICE_READY_FILE"), ready=True)
 
     serve(cfg, engine, sock, ready)
     return 0

@@ -45,6 +45,30 @@ def bind_listener(host: str, port: int, backlog: int = 128) -> socket.socket:
     return sock
 
 
+def mark_ready(path: str | None, ready: bool) -> bool:
+    """Write this process's pid to path (COSYVOICE_READY_FILE) once the engine is loaded;
+    remove the file at start (ready=False).
+
+    supervisord has no Type=notify: its watchdog reads this file to tell a process
+    that is still loading the model from one that loaded and then stopped answering.
+    """
+    if not path:
+        return False
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        if not ready:
+            if os.path.lexists(path):
+                os.unlink(path)
+            return True
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        logging.getLogger("cosyvoice_launcher").warning("cannot write the ready file %s: %s", path, exc)
+        return False
+    return True
+
+
 def sd_notify(message: str) -> bool:
     """Tell systemd (Type=notify) we are ready; a no-op outside systemd."""
     address = os.environ.get("NOTIFY_SOCKET")
