@@ -144,16 +144,22 @@ def test_diagnose_passes_and_changes_nothing_in_check_mode(reports: Path, name: 
 
 
 def test_verify_play_is_cheap_and_changes_nothing(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The verify play's own time at the end of a converged run (preflight publishes the endpoint): < 10 s.
+    """The verify play's own time at the end of a converged run (preflight publishes the endpoint):
+    < 10 s, or < 6x a bare facts+ping play timed just before it (make bench's floor: 1.7 s on an
+    idle 2-core machine, so 6x is the same 10 s there; on a busy machine both grow).
 
     Measured from profile_tasks' timestamps: first verify task start -> end of the run. The CI
     machine is shared, so a run slowed down by a neighbour is measured once more (the faster
-    figure is the role's cost); both figures land in reports/<host>/verify-cost.txt.
+    figure is the role's cost); the figures land in reports/<host>/verify-cost.txt.
     """
     monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", project_callbacks())
     monkeypatch.setenv("ANSIBLE_STDOUT_CALLBACK", "ansible.builtin.default")
     figures: list[float] = []
+    bares: list[float] = []
     for _ in range(2):
+        started = time.monotonic()
+        ansible_playbook("tests/bench/bare.yml", check=True)
+        bares.append(time.monotonic() - started)
         proc = ansible_playbook("playbooks/preflight.yml", "playbooks/verify.yml",
                                 "-e", "@molecule/shared/fixture-vars.yml")
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -163,13 +169,15 @@ def test_verify_play_is_cheap_and_changes_nothing(name: str, monkeypatch: pytest
         stamps = [int(h) * 3600 + int(m) * 60 + float(s)
                   for h, m, s in (m.groups() for m in (_STAMP.search(x) for x in lines[start:]) if m)]
         figures.append(stamps[-1] - stamps[0])
-        if figures[-1] < 10:
+        if figures[-1] < max(10, 6 * bares[-1]):
             break
     load = Path("/proc/loadavg").read_text().split()[0]
     (PROJECT / "reports" / name).mkdir(parents=True, exist_ok=True)
     (PROJECT / "reports" / name / "verify-cost.txt").write_text(
-        f"verify play: {' s, '.join(f'{x:.2f}' for x in figures)} s (controller load average {load})\n")
-    assert min(figures) < 10, f"the verify play took {figures} s"
+        f"verify play: {' s, '.join(f'{x:.2f}' for x in figures)} s; bare facts+ping play: "
+        f"{' s, '.join(f'{x:.2f}' for x in bares)} s (controller load average {load})\n")
+    assert any(f < max(10, 6 * b) for f, b in zip(figures, bares)), \
+        f"the verify play took {figures} s, a bare facts+ping play {bares} s"
 
 
 # -- broken layers ------------------------------------------------------------------
