@@ -179,9 +179,9 @@ class Supervisord:
     def status(self) -> tuple[bool, int]:
         """(running, pid) from `supervisorctl status <program>`: "cosyvoice RUNNING pid 812, uptime ..."."""
         words = self._run("status", self.program).stdout.split()
-        running = len(words) > 3 and words[0] == self.program and words[1] == "RUNNING" and words[2] == "pid"
-        pid = words[3].rstrip(",") if running else ""
-        return running and pid.isdigit(), int(pid) if running and pid.isdigit() else 0
+        if len(words) > 3 and words[:3] == [self.program, "RUNNING", "pid"] and words[3].rstrip(",").isdigit():
+            return True, int(words[3].rstrip(","))
+        return False, 0
 
     def restart(self) -> subprocess.CompletedProcess[str]:
         # systemd sends SIGCONT after SIGTERM; supervisord does not, so a stopped (SIGSTOP)

@@ -54,12 +54,12 @@ def mark_ready(path: str | None, ready: bool) -> bool:
     """
     if not path:
         return False
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         if not ready:
             if os.path.lexists(path):
                 os.unlink(path)
             return True
+        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="ascii") as fh:
             fh.write(f"{os.getpid()}\n")
         os.replace(tmp, path)
