@@ -26,6 +26,7 @@ import errno
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -68,10 +69,32 @@ def result(url: str, outcome: str, status: int = -1, msg: str = "", timeout_phas
             "timeout_phase": timeout_phase, "elapsed": round(elapsed, 3)}
 
 
-def probe_url(url: str, timeout: float, opener: Any = None) -> dict[str, Any]:
-    """GET `url` without any proxy (the environment's *_proxy are ignored) and classify the outcome."""
+def connect_times_out(url: str, timeout: float) -> bool:
+    """True when a TCP connection to `url`'s host and port gets no answer within `timeout` seconds
+    (a packet filter that drops). Any other outcome (connected, refused, ...) is False: the HTTP
+    request then runs and names it."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
+            return False
+    except _TIMEOUT_TYPES:
+        return True
+    except OSError as exc:
+        return exc.errno == errno.ETIMEDOUT
+
+
+def probe_url(url: str, timeout: float, opener: Any = None, connect_timeout: float = 0) -> dict[str, Any]:
+    """GET `url` without any proxy (the environment's *_proxy are ignored) and classify the outcome.
+
+    `timeout` bounds connecting and reading each. A `connect_timeout` > 0 bounds the connection
+    alone first: a dropped request then costs that, not `timeout` (the verify role's connect timeout,
+    as for the requests from the controller)."""
     opener = opener or urllib.request.build_opener(urllib.request.ProxyHandler({}))
     start = time.monotonic()
+    if 0 < connect_timeout < timeout and connect_times_out(url, connect_timeout):
+        return result(url, TIMEOUT, -1, f"<urlopen error timed out> (no connection within {connect_timeout:g} s)",
+                      PHASE_CONNECT, time.monotonic() - start)
     try:
         with opener.open(url, timeout=timeout) as resp:
             status = int(resp.status)

@@ -45,6 +45,14 @@ options:
       - Seconds for one health request (connect and read, each).
     type: float
     default: 15
+  connect_timeout:
+    description:
+      - Seconds to wait for the health request's TCP connection alone; a connection that gets no
+        answer (a packet filter that drops) then costs this, not O(http_timeout).
+      - V(0) leaves connecting to O(http_timeout) too.
+    type: float
+    default: 0
+    version_added: "1.8.0"
   startup_timeout:
     description:
       - Seconds to keep asking the health endpoint while the first unit of O(units) is starting.
@@ -241,6 +249,7 @@ ARGUMENT_SPEC = {
     "units": {"type": "list", "elements": "str", "default": []},
     "health_url": {"type": "str", "default": ""},
     "http_timeout": {"type": "float", "default": 15},
+    "connect_timeout": {"type": "float", "default": 0},
     "startup_timeout": {"type": "int", "default": 120},
     "journal_lines": {"type": "int", "default": 20},
     "ports": {"type": "list", "elements": "int", "default": []},
@@ -284,7 +293,7 @@ def wait_health_until(module: Any, starting: Any) -> dict[str, Any]:
     attempts, asked = 0, start
     while True:
         attempts, asked = attempts + 1, time.monotonic()
-        answer = probe_url(params["health_url"], params["http_timeout"])
+        answer = probe_url(params["health_url"], params["http_timeout"], connect_timeout=params["connect_timeout"])
         if answer["outcome"] == OK or time.monotonic() >= deadline:
             break
         if not starting():

@@ -189,6 +189,31 @@ def test_probe_for_real_on_loopback(http_port: int, monkeypatch: pytest.MonkeyPa
     assert (r["outcome"], r["timeout_phase"]) == ("timeout", "read")
 
 
+def test_connect_timeout_bounds_a_dropped_connection_alone(http_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packet filter that drops: the connection alone times out after connect_timeout, not the
+    whole http_timeout, and urllib is not asked at all. Anything else goes on to the HTTP request."""
+    assert hl.probe_url(f"http://127.0.0.1:{http_port}/healthz", 5, connect_timeout=1)["outcome"] == "ok"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert hl.probe_url(f"http://127.0.0.1:{port}/", 5, connect_timeout=1)["outcome"] == "refused"
+    asked: list[tuple[object, float]] = []
+
+    def dropped(address: object, timeout: float) -> socket.socket:
+        asked.append((address, timeout))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(hl.socket, "create_connection", dropped)
+    r = hl.probe_url("https://10.0.0.5/healthz", 15, FakeOpener(AssertionError("urllib was asked")), connect_timeout=3)
+    assert (r["outcome"], r["status"], r["timeout_phase"]) == ("timeout", -1, "connect")
+    assert "no connection within 3 s" in r["msg"] and asked == [(("10.0.0.5", 443), 3)]
+    # 0 (the module's default), or not below http_timeout: no separate connection first
+    for connect_timeout in (0, 15):
+        asked.clear()
+        assert hl.probe_url(URL, 15, FakeOpener(FakeResponse(200)), connect_timeout=connect_timeout)["outcome"] == "ok"
+        assert asked == []
+
+
 @pytest.mark.parametrize(("msg", "kind"), [
     ("Request failed: <urlopen error timed out>", "timeout"), ("Timeout when waiting for h:7860", "timeout"),
     ("<urlopen error [Errno 111] Connection refused>", "refused"), ("[Errno 113] No route to host", "unreachable"),
@@ -205,7 +230,7 @@ class FakeModule:
 
     def __init__(self, commands: dict[tuple[str, ...], Any], bins: tuple[str, ...] = ("systemctl", "ss", "journalctl"),
                  **params: Any) -> None:
-        self.params = {"units": [], "health_url": "", "http_timeout": 2.0, "startup_timeout": 0, "journal_lines": 20,
+        self.params = {"units": [], "health_url": "", "http_timeout": 2.0, "connect_timeout": 0.0, "startup_timeout": 0, "journal_lines": 20,
                        "ports": []}
         self.params.update(params)
         self.commands = commands
@@ -236,7 +261,7 @@ def proc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_probe_collects_everything(proc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hp, "probe_url", lambda url, timeout: hl.result(url, "ok", 200, "OK"))
+    monkeypatch.setattr(hp, "probe_url", lambda url, timeout, connect_timeout=0: hl.result(url, "ok", 200, "OK"))
     module = FakeModule({
         ("systemctl", "demo.service"): (0, data("systemctl/show-full-active.txt"), ""),
         ("systemctl", "nginx.service"): (0, data("systemctl/show-full-not-found.txt"), ""),
@@ -260,7 +285,7 @@ def test_probe_collects_everything(proc: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_journal_only_when_the_app_is_not_active(proc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hp, "probe_url", lambda url, timeout: hl.result(url, "refused", -1, "refused"))
+    monkeypatch.setattr(hp, "probe_url", lambda url, timeout, connect_timeout=0: hl.result(url, "refused", -1, "refused"))
     module = FakeModule({
         ("systemctl", "demo.service"): (0, data("systemctl/show-full-stopped.txt"), ""),
         ("journalctl", "cat"): (0, "Stopping demo...\n\nERROR boom\n", ""),
@@ -273,7 +298,7 @@ def test_journal_only_when_the_app_is_not_active(proc: Path, monkeypatch: pytest
 
 def test_health_is_asked_again_only_while_the_unit_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     answers = iter(["refused", "refused", "ok"])
-    monkeypatch.setattr(hp, "probe_url", lambda url, timeout: hl.result(url, (o := next(answers)), 200 if o == "ok" else -1))
+    monkeypatch.setattr(hp, "probe_url", lambda url, timeout, connect_timeout=0: hl.result(url, (o := next(answers)), 200 if o == "ok" else -1))
     sleeps: list[float] = []
     monkeypatch.setattr(hp.time, "sleep", sleeps.append)
     starting = (0, "ActiveState=activating\nSubState=start\n", "")
@@ -327,11 +352,19 @@ def test_module_entry_point_in_check_mode(proc: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
-    monkeypatch.setattr(hp, "probe_url", lambda url, timeout: hl.result(url, "ok", 200, "OK"))
-    args = {"units": ["demo.service"], "health_url": URL, "ports": ["7860"], "_ansible_check_mode": True}
+    probes: list[tuple[float, float]] = []
+
+    def probe(url: str, timeout: float, connect_timeout: float = 0) -> dict[str, Any]:
+        probes.append((timeout, connect_timeout))
+        return hl.result(url, "ok", 200, "OK")
+
+    monkeypatch.setattr(hp, "probe_url", probe)
+    args = {"units": ["demo.service"], "health_url": URL, "ports": ["7860"], "connect_timeout": "3",
+            "_ansible_check_mode": True}
     with patch_module_args(args), pytest.raises(SystemExit) as exit_:
         hp.main()
     assert exit_.value.code == 0
+    assert probes == [(15.0, 3.0)]  # http_timeout's default, the connect timeout as given
     out = json.loads(capsys.readouterr().out)
     assert out["changed"] is False and out["port_holders"][0]["port"] == 7860
     assert out["units"]["demo.service"]["environment"]["HF_TOKEN"] == "********"
