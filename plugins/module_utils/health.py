@@ -78,10 +78,8 @@ def connect_times_out(url: str, timeout: float) -> bool:
     try:
         with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
             return False
-    except _TIMEOUT_TYPES:
-        return True
     except OSError as exc:
-        return exc.errno == errno.ETIMEDOUT
+        return classify_exception(exc)[0] == TIMEOUT
 
 
 def probe_url(url: str, timeout: float, opener: Any = None, connect_timeout: float = 0) -> dict[str, Any]:

@@ -230,8 +230,8 @@ class FakeModule:
 
     def __init__(self, commands: dict[tuple[str, ...], Any], bins: tuple[str, ...] = ("systemctl", "ss", "journalctl"),
                  **params: Any) -> None:
-        self.params = {"units": [], "health_url": "", "http_timeout": 2.0, "connect_timeout": 0.0, "startup_timeout": 0, "journal_lines": 20,
-                       "ports": []}
+        self.params = {"units": [], "health_url": "", "http_timeout": 2.0, "connect_timeout": 0.0, "startup_timeout": 0,
+                       "journal_lines": 20, "ports": []}
         self.params.update(params)
         self.commands = commands
         self.bins = bins

@@ -81,3 +81,16 @@ def test_an_unknown_collection_is_skipped_quietly(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warm_plugins:" in result.stdout
     assert _messages(result.stdout) == ["listening=1", "upper=X"]
+
+
+def test_molecule_runs_with_the_callbacks_of_ansible_cfg():
+    """molecule writes its own ansible.cfg: .config/molecule/config.yml names the same callbacks
+    (warm_plugins, profile_tasks) through the environment, and must not drift from ansible.cfg."""
+    import yaml
+
+    sys.path.insert(0, str(_ROOT))
+    from tests.lib.targets import project_callbacks
+
+    config = yaml.safe_load((_ROOT / ".config" / "molecule" / "config.yml").read_text(encoding="utf-8"))
+    molecule = config["provisioner"]["env"]["ANSIBLE_CALLBACKS_ENABLED"]
+    assert [c.strip() for c in molecule.split(",")] == [c.strip() for c in project_callbacks().split(",")]
