@@ -13,7 +13,7 @@ short_description: Tell which of the given packages are not installed (dpkg or r
 description:
   - Reads the installed state of O(names) from C(dpkg-query) (Debian, Ubuntu) or C(rpm -q) (RHEL family) in one
     command, without opening the package manager's cache, so that a role runs M(ansible.builtin.apt) or
-    M(ansible.builtin.package) only for what is missing (on a converged host: not at all).
+    M(ansible.builtin.package) only for what is missing (on a converged host, not at all).
   - A name that is not an installed package (not installed, half-installed, removed with its configuration
     kept, or a virtual package name) is reported missing; the package manager then decides.
   - Read-only; check mode runs it too.
