@@ -154,3 +154,26 @@ def test_documentation_matches_the_argument_spec() -> None:
         assert doc["options"][name].get("default") == spec.get("default"), name
     assert set(yaml.safe_load(cp.RETURN)) == {"tcp", "http", "login", "authed", "exposed", "closed"}
     yaml.safe_load(cp.EXAMPLES)
+
+
+def test_dropped_must_be_closed_ports_cost_no_extra_time(server: int, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exposure and closed-port checks run alongside the requests: a port that a firewall drops
+    (each connect waits out its timeout) does not add its wait to theirs."""
+    import time as _time
+
+    real = cp.connect_once
+
+    def slow_drop(address: str, port: int, timeout: float) -> str:
+        if port == 1:
+            _time.sleep(0.8)  # a DROP: no answer until the timeout
+            return "timeout"
+        return real(address, port, timeout)
+
+    monkeypatch.setattr(cp, "connect_once", slow_drop)
+    monkeypatch.setattr(cp, "request", lambda *a, **k: (_time.sleep(0.8), ({"status": 200, "msg": "OK"}, ""))[1])
+    started = _time.monotonic()
+    out = run({"url": f"http://127.0.0.1:{server}/", "exposure_ports": [1], "closed_port": 1}, capsys)
+    assert _time.monotonic() - started < 1.5  # 0.8 s of requests and 0.8 s of drops, side by side
+    assert out["exposed"] == {"1": "timeout"} and out["closed"]["reachable"] is False
+    assert out["http"]["status"] == 200
