@@ -157,6 +157,9 @@ from urllib.parse import urlencode
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import fetch_url
 
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.health import (
+    ERROR, REFUSED, TIMEOUT, classify_exception)
+
 ARGUMENT_SPEC: dict[str, Any] = {
     "address": {"type": "str", "default": ""},
     "tcp_ports": {"type": "list", "elements": "int", "default": []},
@@ -181,17 +184,14 @@ RETRY_PAUSE_S = 0.5
 _KEEP = ("status", "msg", "url", "location", "elapsed")
 
 
-def connect_once(address: str, port: int, timeout: float) -> str:
-    """'open' | 'refused' | 'timeout' | 'error: <text>' for one TCP connection."""
+def connect_once(address: str, port: int, timeout: float) -> tuple[str, str]:
+    """One TCP connection -> ('open', '') or (outcome, error text), the outcome named as
+    module_utils/health.py names a failed connection (refused, timeout, unreachable, error)."""
     try:
         socket.create_connection((address, port), timeout=timeout).close()
-        return "open"
-    except ConnectionRefusedError:
-        return "refused"
+        return "open", ""
     except OSError as exc:
-        if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc):
-            return "timeout"
-        return f"error: {exc}"
+        return classify_exception(exc)[0], str(exc) or type(exc).__name__
 
 
 def tcp_check(address: str, port: int, timeout: float) -> dict[str, Any]:
@@ -200,13 +200,13 @@ def tcp_check(address: str, port: int, timeout: float) -> dict[str, Any]:
     deadline = start + timeout
     while True:
         left = max(deadline - time.monotonic(), 0.1)
-        state = connect_once(address, port, min(left, timeout))
+        state, error = connect_once(address, port, min(left, timeout))
         if state == "open":
             return {"port": port, "ok": True, "msg": "", "elapsed": round(time.monotonic() - start, 3)}
         if time.monotonic() + RETRY_PAUSE_S >= deadline:
             break
         time.sleep(RETRY_PAUSE_S)
-    reason = {"refused": "Connection refused", "timeout": "timed out"}.get(state, state.removeprefix("error: "))
+    reason = {REFUSED: "Connection refused", TIMEOUT: "timed out"}.get(state, error)
     return {"port": port, "ok": False, "elapsed": round(time.monotonic() - start, 3),
             "msg": f"Timeout when waiting for {address}:{port} ({reason})"}
 
@@ -217,8 +217,8 @@ def exposure(address: str, ports: list[int]) -> dict[str, str]:
         return {}
 
     def one(port: int) -> str:
-        state = connect_once(address, port, EXPOSURE_TIMEOUT_S)
-        return "error" if state.startswith("error") else state
+        state = connect_once(address, port, EXPOSURE_TIMEOUT_S)[0]
+        return state if state in ("open", REFUSED, TIMEOUT) else ERROR
 
     with ThreadPoolExecutor(max_workers=min(16, len(ports))) as pool:
         return dict(zip(map(str, ports), pool.map(one, ports)))
@@ -228,7 +228,7 @@ def closed_check(address: str, port: int) -> dict[str, Any]:
     """The port must stop accepting connections within 2 s (wait_for state=stopped)."""
     deadline = time.monotonic() + CLOSED_WAIT_S
     while True:
-        if connect_once(address, port, 1.0) != "open":
+        if connect_once(address, port, 1.0)[0] != "open":
             return {"port": port, "reachable": False, "msg": ""}
         if time.monotonic() >= deadline:
             return {"port": port, "reachable": True,
@@ -302,14 +302,19 @@ def client_checks(module: Any, address: str) -> dict[str, Any]:
         form = urlencode({"username": p["username"], "password": p["password"]})
         login, cookies = request(module, p["login_url"], p["http_timeout"], method="POST", data=form,
                                  headers={"Content-Type": "application/x-www-form-urlencoded"}, follow="none")
-        result["login"] = {k: login[k] for k in ("status", "msg") if k in login}
+        result["login"] = _status(login)
         authed, _ = request(module, p["authed_url"], p["http_timeout"], headers={"Cookie": cookies})
-        result["authed"] = {k: authed[k] for k in ("status", "msg") if k in authed}
+        result["authed"] = _status(authed)
     elif answered and p["login"] == "basic" and p["username"]:
         token = base64.b64encode(f"{p['username']}:{p['password']}".encode()).decode("ascii")
         authed, _ = request(module, p["authed_url"], p["http_timeout"], headers={"Authorization": f"Basic {token}"})
-        result["authed"] = {k: authed[k] for k in ("status", "msg") if k in authed}
+        result["authed"] = _status(authed)
     return result
+
+
+def _status(answer: dict[str, Any]) -> dict[str, Any]:
+    """What the diagnosis reads of a login request: its status and message."""
+    return {k: answer[k] for k in ("status", "msg") if k in answer}
 
 
 def main() -> None:

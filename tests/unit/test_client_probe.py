@@ -8,7 +8,6 @@ import base64
 import http.server
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import yaml
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.cosyvoice.deploy.plugins.modules import client_probe as cp
+from tests.lib.local_http import serve
 
 USER, PASSWORD = "alice", "s3cret pass&word"
 COOKIE = "access-token=abc123"
@@ -60,12 +60,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(name="server")
 def fixture_server() -> Iterator[int]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv.server_address[1]
-    srv.shutdown()
-    srv.server_close()
+    with serve(_Handler) as port:
+        yield port
 
 
 def free_port() -> int:
@@ -164,10 +160,10 @@ def test_dropped_must_be_closed_ports_cost_no_extra_time(server: int, capsys: py
 
     real = cp.connect_once
 
-    def slow_drop(address: str, port: int, timeout: float) -> str:
+    def slow_drop(address: str, port: int, timeout: float) -> tuple[str, str]:
         if port == 1:
             _time.sleep(0.8)  # a DROP: no answer until the timeout
-            return "timeout"
+            return "timeout", "timed out"
         return real(address, port, timeout)
 
     monkeypatch.setattr(cp, "connect_once", slow_drop)

@@ -14,7 +14,6 @@ import errno
 import http.server
 import json
 import socket
-import threading
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import health as hl
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import systemd as sd
 from ansible_collections.cosyvoice.deploy.plugins.modules import host_probe as hp
+from tests.lib.local_http import serve
 
 _DATA = Path(__file__).resolve().parent / "data"
 URL = "http://127.0.0.1:7860/healthz"
@@ -165,12 +165,8 @@ def http_port() -> Iterator[int]:
         def log_message(self, *args: Any) -> None:
             return None
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serve(Handler) as port:
+        yield port
 
 
 def test_probe_for_real_on_loopback(http_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
