@@ -88,6 +88,37 @@ options:
       - Where supervisord's program files are (C(*.conf), C(*.ini)). Only with O(manager=supervisord).
     type: path
     default: /etc/supervisor/conf.d
+  firewall:
+    description:
+      - Also read the host's packet filter in this module run, as M(cosyvoice.deploy.os_firewall_facts) does
+        (same readers, same answer), and return it as RV(firewall). Omitted - not read.
+      - One module run instead of two for the C(cosyvoice.deploy.verify) role, which needs both.
+    type: dict
+    version_added: "1.10.0"
+    suboptions:
+      ports:
+        description: The ports to judge, as O(cosyvoice.deploy.os_firewall_facts#module:ports).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          port:
+            description: Port number.
+            type: int
+            required: true
+          proto:
+            description: Protocol.
+            type: str
+            choices: [tcp, udp]
+            default: tcp
+          purpose:
+            description: What the port is for (only shown).
+            type: str
+      ssh_ports:
+        description: Ports never offered for removal, as O(cosyvoice.deploy.os_firewall_facts#module:ssh_ports).
+        type: list
+        elements: int
+        default: [22]
 attributes:
   check_mode:
     support: full
@@ -226,6 +257,14 @@ journal:
   returned: always
   type: list
   elements: str
+firewall:
+  description:
+    - The host firewall and each port's verdict, with O(firewall) - what M(cosyvoice.deploy.os_firewall_facts)
+      returns as the fact C(os_firewall) (backend, active, default_incoming, ports, foreign_blocks, posture,
+      managers, sources).
+  returned: when O(firewall) is given
+  type: dict
+  sample: {backend: ufw, active: true, default_incoming: deny, allowed_ports: [{port: 7860, proto: tcp}]}
 """
 
 import glob
@@ -234,6 +273,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import firewall_host
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.health import OK, probe_url
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.listeners import (
     cgroup_unit, listener_pids, port_holders, ss_listeners_tolerant)
@@ -255,6 +295,10 @@ ARGUMENT_SPEC = {
     "ports": {"type": "list", "elements": "int", "default": []},
     "manager": {"type": "str", "choices": ["systemd", "supervisord"], "default": "systemd"},
     "supervisor_conf_dir": {"type": "path", "default": "/etc/supervisor/conf.d"},
+    "firewall": {
+        "type": "dict",
+        "options": {"ports": firewall_host.PORTS_SPEC, "ssh_ports": firewall_host.SSH_PORTS_SPEC},
+    },
 }
 
 
@@ -462,9 +506,24 @@ def probe(module: Any) -> dict[str, Any]:
     }
 
 
+def read_firewall(module: Any) -> dict[str, Any]:
+    """The fact os_firewall for O(firewall) (os_firewall_facts' readers)."""
+    wanted = module.params["firewall"]
+    facts, _probes, _connection = firewall_host.read_state(firewall_host.Host(module), wanted["ports"],
+                                                          wanted["ssh_ports"])
+    return facts
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.exit_json(**(probe_supervised(module) if module.params["manager"] == "supervisord" else probe(module)))
+    firewall = module.params["firewall"]
+    bad = firewall_host.bad_ports(firewall["ports"]) if firewall else []
+    if bad:
+        module.fail_json(msg=f"firewall.ports: {bad} are not port numbers (1-65535).")
+    result = probe_supervised(module) if module.params["manager"] == "supervisord" else probe(module)
+    if firewall is not None:
+        result["firewall"] = read_firewall(module)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

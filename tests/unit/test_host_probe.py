@@ -23,6 +23,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import firewall_host as fh
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import health as hl
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import systemd as sd
 from ansible_collections.cosyvoice.deploy.plugins.modules import host_probe as hp
@@ -375,5 +376,77 @@ def test_documentation_matches_the_argument_spec() -> None:
         assert doc["options"][name]["type"] == spec["type"], name
         assert doc["options"][name].get("default") == spec.get("default"), name
     returned = yaml.safe_load(hp.RETURN)
-    assert set(returned) == {"units", "health", "listeners", "ss_error", "pid_units", "port_holders", "journal"}
+    assert set(returned) == {"units", "health", "listeners", "ss_error", "pid_units", "port_holders", "journal",
+                             "firewall"}
+    firewall = doc["options"]["firewall"]["suboptions"]
+    assert set(firewall) == set(hp.ARGUMENT_SPEC["firewall"]["options"])
+    for name, spec in hp.ARGUMENT_SPEC["firewall"]["options"].items():
+        assert firewall[name]["type"] == spec["type"] and firewall[name].get("default") == spec.get("default"), name
     yaml.safe_load(hp.EXAMPLES)
+
+
+# --------------------------------------------------------------------------- the packet filter (firewall option)
+
+FIREWALL_DATA = _DATA / "os_firewall"
+FirewallHost = fh.Host
+
+
+def run_module(module: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], root: Path,
+               args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """main() of `module` on a host where ufw is the only firewall (tests/unit/data/os_firewall samples)."""
+    def run_command(self: Any, argv: list[str], **kwargs: Any) -> tuple[int, str, str]:
+        name = Path(argv[0]).name
+        if name == "systemctl" and argv[1] == "is-active":
+            return 3, "inactive\n", ""
+        if name == "ufw":
+            return 0, (FIREWALL_DATA / "ufw_status_verbose.txt").read_text(), ""
+        if name == "ss":
+            return 0, data("ss/probe-demo-iproute2-6.1.txt"), ""
+        return 0, data("systemctl/show-full-active.txt"), ""
+
+    class RootHost(FirewallHost):
+        def __init__(self, mod: Any) -> None:
+            super().__init__(mod, str(root))
+
+        def is_root(self) -> bool:
+            return True
+
+    tools = {"systemctl", "ss", "ufw"}
+    (root / "etc" / "ufw").mkdir(parents=True, exist_ok=True)
+    (root / "etc" / "ufw" / "user.rules").write_text((FIREWALL_DATA / "ufw_user_rules.txt").read_text())
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path",
+                        lambda self, name, *a, **k: f"/usr/bin/{name}" if name in tools else None)
+    monkeypatch.setattr(fh, "Host", RootHost)
+    monkeypatch.setattr(module, "Host", RootHost, raising=False)
+    monkeypatch.setattr(hp, "probe_url", lambda url, timeout, connect_timeout=0: hl.result(url, "ok", 200, "OK"))
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    with patch_module_args(args), pytest.raises(SystemExit) as exit_:
+        module.main()
+    return int(exit_.value.code or 0), json.loads(capsys.readouterr().out)
+
+
+def test_firewall_option_reads_the_packet_filter_as_os_firewall_facts_does(
+        proc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """One module run for the verify role: the same readers, the same answer as the fact module's."""
+    from ansible_collections.cosyvoice.deploy.plugins.modules import os_firewall_facts
+    ports = [{"port": 22, "proto": "tcp"}, {"port": 7860}, {"port": 9999}]
+    rc, out = run_module(hp, monkeypatch, capsys, tmp_path,
+                         {"units": ["demo.service"], "health_url": URL, "ports": [7860],
+                          "firewall": {"ports": ports, "ssh_ports": [22]}})
+    assert rc == 0 and out["health"]["outcome"] == "ok"
+    firewall = out["firewall"]
+    assert firewall["backend"] == "ufw" and firewall["active"] is True
+    assert [(p["port"], p["scope"]) for p in firewall["ports"]] == [(22, "any"), (7860, "some"), (9999, "none")]
+    rc, facts = run_module(os_firewall_facts, monkeypatch, capsys, tmp_path, {"ports": ports, "ssh_ports": [22]})
+    assert rc == 0 and facts["ansible_facts"]["os_firewall"] == firewall
+
+
+def test_firewall_option_is_read_only_when_asked_and_checks_its_ports(
+        proc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = run_module(hp, monkeypatch, capsys, tmp_path, {"units": ["demo.service"], "health_url": URL})
+    assert rc == 0 and "firewall" not in out
+    rc, out = run_module(hp, monkeypatch, capsys, tmp_path,
+                         {"units": ["demo.service"], "firewall": {"ports": [{"port": 70000}]}})
+    assert rc == 1 and out["msg"] == "firewall.ports: [70000] are not port numbers (1-65535)."
+
