@@ -181,13 +181,22 @@ def gather(host):
 # --------------------------------------------------------------------------
 # Configuration the role's tasks read
 # --------------------------------------------------------------------------
+def unit_file_state(host, unit):
+    """`systemctl is-enabled UNIT`: enabled, disabled, masked, static, not-found, ... ('unknown' without systemctl)."""
+    systemctl = host.which("systemctl")
+    if not systemctl:
+        return "unknown"
+    out = host.run([systemctl, "is-enabled", unit])[1].strip()
+    return out.splitlines()[0] if out else "unknown"
+
+
 def ufw_config(host, probes):
     rules = probes.ufw_rules
     if rules is None:
         rules = "".join(host.read(path) or "" for path in UFW_RULE_FILES)
     defaults = host.read(UFW_DEFAULTS)
     return {"ipv6": ufw.ipv6_enabled(defaults), "default_input_policy": ufw.default_input_policy(defaults),
-            "rules": ufw.ufw_tuples(rules)}
+            "rules": ufw.ufw_tuples(rules), "service": unit_file_state(host, "ufw.service")}
 
 
 def firewalld_config(host, zone):

@@ -117,12 +117,13 @@ ssh_connection:
   sample: 192.0.2.10 51234 192.0.2.20 22
 config:
   description:
-    - Only with O(config) (not part of the fact). ufw - C({ipv6, default_input_policy, rules}), rules as parsed from the tuple lines of
-      ufw's user rules (action, proto, dport, dst, sport, src, direction, interface, app, family, comment);
+    - Only with O(config) (not part of the fact). ufw - C({ipv6, default_input_policy, rules, service}), rules as parsed from the tuple lines of
+      ufw's user rules (action, proto, dport, dst, sport, src, direction, interface, app, family, comment), service what
+      C(systemctl is-enabled ufw.service) says (enabled, disabled, ...; unknown without systemctl);
       firewalld - C({zone, target, rich_rules}) of the zone's permanent configuration.
   returned: when O(config) is not empty
   type: dict
-  sample: {ufw: {ipv6: true, default_input_policy: DROP, rules: []}}
+  sample: {ufw: {ipv6: true, default_input_policy: DROP, rules: [], service: enabled}}
 ansible_facts:
   description: The fact os_firewall.
   returned: always

@@ -194,6 +194,11 @@ def test_ufw_config(tmp_path: Path) -> None:
     host = FakeHost(FakeModule({}), write(tmp_path, UFW_FILES))
     config = facts.ufw_config(host, facts.Probes())
     assert config["ipv6"] is True
+    assert config["service"] == "unknown"  # no systemctl on this fake host
+    enabled = FakeHost(FakeModule({("systemctl", "is-enabled", "ufw.service"): (0, "enabled\n")}), tmp_path)
+    assert facts.ufw_config(enabled, facts.Probes())["service"] == "enabled"
+    disabled = FakeHost(FakeModule({("systemctl", "is-enabled", "ufw.service"): (1, "disabled\n")}), tmp_path)
+    assert facts.ufw_config(disabled, facts.Probes())["service"] == "disabled"
     assert [(r["dport"], r["family"], r["comment"]) for r in config["rules"]][:2] == [
         ("22", "ipv4", "os_firewall: admin"),
         ("7860", "ipv4", "os_firewall: app"),
