@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import cloud_sg_common as common
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
 
 
 def argument_spec(id_var: str) -> dict[str, Any]:
@@ -31,16 +32,7 @@ def argument_spec(id_var: str) -> dict[str, Any]:
         "description": {"type": "str", "default": "CosyVoice TTS public ports (managed by Ansible)"},
         "tags": {"type": "dict", "default": {}},
         "marker_tag": {"type": "dict", "default": {"managed-by": "ansible/cloud_security_group"}},
-        "ports": {
-            "type": "list",
-            "elements": "dict",
-            "default": [],
-            "options": {
-                "port": {"type": "int", "required": True},
-                "proto": {"type": "str", "choices": ["tcp", "udp"], "default": "tcp"},
-                "purpose": {"type": "str"},
-            },
-        },
+        "ports": netshape.PORTS_SPEC,
         "cidrs": {"type": "list", "elements": "str", "default": []},
         "cidrs_ipv6": {"type": "list", "elements": "str", "default": []},
         "rule_description_prefix": {"type": "str", "default": common.DEFAULT_PREFIX},

@@ -16,6 +16,7 @@ import re
 
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import firewall_firewalld as fwd
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import firewall_ufw as ufw
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_nft import NftRuleset
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_status import Probes, host_status
 
@@ -31,16 +32,7 @@ NFT_COMPAT = {"ipv4": "iptables-nft-save", "ipv6": "ip6tables-nft-save"}
 _DEV = re.compile(r"\bdev\s+(\S+)")
 
 # The argument spec of the ports to judge and of the SSH ports (os_firewall_facts, host_probe's firewall).
-PORTS_SPEC = {
-    "type": "list",
-    "elements": "dict",
-    "default": [],
-    "options": {
-        "port": {"type": "int", "required": True},
-        "proto": {"type": "str", "choices": ["tcp", "udp"], "default": "tcp"},
-        "purpose": {"type": "str"},
-    },
-}
+PORTS_SPEC = netshape.PORTS_SPEC
 SSH_PORTS_SPEC = {"type": "list", "elements": "int", "default": [22]}
 
 
@@ -78,13 +70,18 @@ class Host:
 # --------------------------------------------------------------------------
 # Probes
 # --------------------------------------------------------------------------
-def unit_state(host, unit):
-    """`systemctl is-active UNIT`: active, inactive, failed, ... ('unknown' without systemctl)."""
+def systemctl_says(host, verb, unit):
+    """The first word line of `systemctl VERB UNIT` (is-active, is-enabled); 'unknown' without systemctl."""
     systemctl = host.which("systemctl")
     if not systemctl:
         return "unknown"
-    out = host.run([systemctl, "is-active", unit])[1].strip()
+    out = host.run([systemctl, verb, unit])[1].strip()
     return out.splitlines()[0] if out else "unknown"
+
+
+def unit_state(host, unit):
+    """`systemctl is-active UNIT`: active, inactive, failed, ... ('unknown' without systemctl)."""
+    return systemctl_says(host, "is-active", unit)
 
 
 def firewalld_zone_in_force(host, cmd):
@@ -183,11 +180,7 @@ def gather(host):
 # --------------------------------------------------------------------------
 def unit_file_state(host, unit):
     """`systemctl is-enabled UNIT`: enabled, disabled, masked, static, not-found, ... ('unknown' without systemctl)."""
-    systemctl = host.which("systemctl")
-    if not systemctl:
-        return "unknown"
-    out = host.run([systemctl, "is-enabled", unit])[1].strip()
-    return out.splitlines()[0] if out else "unknown"
+    return systemctl_says(host, "is-enabled", unit)
 
 
 def ufw_config(host, probes):

@@ -19,6 +19,19 @@ from typing import Any, Union
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
+# A modules' argument spec for a list of ports ({port, proto, purpose}): the
+# firewall readers' and the cloud security groups' `ports`.
+PORTS_SPEC = {
+    "type": "list",
+    "elements": "dict",
+    "default": [],
+    "options": {
+        "port": {"type": "int", "required": True},
+        "proto": {"type": "str", "choices": ["tcp", "udp"], "default": "tcp"},
+        "purpose": {"type": "str"},
+    },
+}
+
 PROTOS = ("tcp", "udp")
 ANY_V4 = "0.0.0.0/0"
 ANY_V6 = "::/0"
