@@ -31,13 +31,13 @@ LEGACY = {
 NFT_COMPAT = {"ipv4": "iptables-nft-save", "ipv6": "ip6tables-nft-save"}
 _DEV = re.compile(r"\bdev\s+(\S+)")
 
-# The argument spec of the ports to judge and of the SSH ports (os_firewall_facts, host_probe's firewall).
-PORTS_SPEC = netshape.PORTS_SPEC
+# The argument spec of the SSH ports (os_firewall_facts, host_probe's firewall; the
+# ports to judge are netshape.PORTS_SPEC).
 SSH_PORTS_SPEC = {"type": "list", "elements": "int", "default": [22]}
 
 
 def bad_ports(ports):
-    """The port numbers in `ports` (entries of PORTS_SPEC) outside 1-65535."""
+    """The port numbers in `ports` (entries of netshape.PORTS_SPEC) outside 1-65535."""
     return [entry["port"] for entry in ports if not 1 <= entry["port"] <= 65535]
 
 

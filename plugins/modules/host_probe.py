@@ -273,7 +273,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cosyvoice.deploy.plugins.module_utils import firewall_host
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import firewall_host, netshape
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.health import OK, probe_url
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.listeners import (
     cgroup_unit, listener_pids, port_holders, ss_listeners_tolerant)
@@ -297,7 +297,7 @@ ARGUMENT_SPEC = {
     "supervisor_conf_dir": {"type": "path", "default": "/etc/supervisor/conf.d"},
     "firewall": {
         "type": "dict",
-        "options": {"ports": firewall_host.PORTS_SPEC, "ssh_ports": firewall_host.SSH_PORTS_SPEC},
+        "options": {"ports": netshape.PORTS_SPEC, "ssh_ports": firewall_host.SSH_PORTS_SPEC},
     },
 }
 

@@ -221,7 +221,6 @@ from ansible.module_utils.basic import AnsibleModule
 # the names are imported here for this module's main() and its unit tests.
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_host import (  # noqa: F401
     C_LOCALE,
-    PORTS_SPEC,
     SSH_PORTS_SPEC,
     Host,
     bad_ports,
@@ -233,12 +232,13 @@ from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_host imp
     ufw_config,
 )
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_status import Probes, host_status  # noqa: F401
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "ports": PORTS_SPEC,
+            "ports": netshape.PORTS_SPEC,
             "ssh_ports": SSH_PORTS_SPEC,
             "config": {"type": "list", "elements": "str", "choices": ["ufw", "firewalld"], "default": []},
             "firewalld_zone": {"type": "str", "default": ""},
