@@ -2,7 +2,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: cosyvoice-deploy maintainers
 # Apache License 2.0
-"""Which of some packages are not installed, read from dpkg or rpm (read-only, fast)."""
+"""Which of some packages are not installed (dpkg or rpm), and optionally the state of some units,
+users and groups: a role's first read of the host, in one run (read-only, fast)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ description:
     M(ansible.builtin.package) only for what is missing (on a converged host, not at all).
   - A name that is not an installed package (not installed, half-installed, removed with its configuration
     kept, or a virtual package name) is reported missing; the package manager then decides.
+  - With O(services), O(users) and O(groups) the same run also reads what a role would otherwise ask
+    M(ansible.builtin.service), M(ansible.builtin.user) and M(ansible.builtin.group) for, so that those
+    modules run only when the host is not already as wanted (one C(systemctl show) for all units; the
+    account databases through the C(pwd), C(grp) and shadow files).
+  - Never returns a password hash (see RV(users)).
   - Read-only; check mode runs it too.
 version_added: "1.5.0"
 author:
@@ -26,6 +32,24 @@ options:
     type: list
     elements: str
     required: true
+  services:
+    description: systemd units whose active and unit-file state to read (RV(services)).
+    type: list
+    elements: str
+    default: []
+    version_added: "1.11.0"
+  users:
+    description: User accounts to read (RV(users)).
+    type: list
+    elements: str
+    default: []
+    version_added: "1.11.0"
+  groups:
+    description: Groups to read (RV(groups)).
+    type: list
+    elements: str
+    default: []
+    version_added: "1.11.0"
 attributes:
   check_mode:
     support: full
@@ -43,6 +67,22 @@ EXAMPLES = r"""
   ansible.builtin.apt:
     name: "{{ nginx_packages.missing }}"
   when: nginx_packages.missing | length > 0
+
+- name: Read the packages, the unit and the account a role manages, in one run
+  cosyvoice.deploy.package_state:
+    names: [nginx]
+    services: [nginx.service]
+    users: [www-data]
+    groups: [www-data]
+  register: host_state
+
+- name: Start nginx only when it is not running and enabled already
+  ansible.builtin.service:
+    name: nginx
+    state: started
+    enabled: true
+  when: >-
+    host_state.services['nginx.service'] != {'active': 'active', 'enabled': 'enabled'}
 """
 
 RETURN = r"""
@@ -56,9 +96,39 @@ tool:
   description: What was asked (dpkg-query or rpm); none when neither exists (every name is then missing).
   returned: always
   type: str
+services:
+  description:
+    - For each of O(services), C(active) (the unit's ActiveState, e.g. active, inactive, failed) and
+      C(enabled) (its UnitFileState, e.g. enabled, disabled, masked, static; C(not-found) for a unit
+      systemd does not know). Both C(unknown) without systemctl.
+  returned: always
+  type: dict
+  sample: {nginx.service: {active: active, enabled: enabled}}
+users:
+  description:
+    - For each of O(users), null when the account does not exist, else its C(uid), C(group) (the primary
+      group's name), C(home), C(shell) and C(comment), and C(password) - the shadow password field only
+      when it holds no hash (C(""), C(!), C(*), C(!!), C(!*)), C(hashed) when it holds one, null when the
+      shadow file cannot be read.
+  returned: always
+  type: dict
+  sample: {cosyvoice: {uid: 998, group: cosyvoice, home: /var/lib/cosyvoice, shell: /usr/sbin/nologin,
+           comment: CosyVoice3 TTS service, password: "!"}}
+groups:
+  description: For each of O(groups), null when the group does not exist, else its C(gid).
+  returned: always
+  type: dict
+  sample: {cosyvoice: {gid: 998}}
 """
 
+import grp
+import pwd
+
 from ansible.module_utils.basic import AnsibleModule
+
+SHADOW = "/etc/shadow"
+# Shadow password fields that hold no hash: these are reported as they are.
+NO_HASH = {"", "!", "*", "!!", "!*"}
 
 
 def dpkg_installed(output: str) -> set[str]:
@@ -78,8 +148,63 @@ def rpm_installed(output: str) -> set[str]:
     return {line.strip() for line in output.splitlines() if line.strip() and " " not in line.strip()}
 
 
+def unit_states(output: str, units: list[str]) -> dict[str, dict[str, str]]:
+    """`systemctl show -p ActiveState -p UnitFileState UNIT...` output (one blank-line separated block per
+    unit, in the order asked) as {unit: {active, enabled}}; an empty UnitFileState is `not-found`."""
+    blocks = output.strip().split("\n\n") if output.strip() else []
+    states = {}
+    for unit, block in zip(units, blocks):
+        props = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        states[unit] = {"active": props.get("ActiveState") or "unknown",
+                        "enabled": props.get("UnitFileState") or "not-found"}
+    for unit in units:
+        states.setdefault(unit, {"active": "unknown", "enabled": "unknown"})
+    return states
+
+
+def shadow_fields(text: str | None) -> dict[str, str]:
+    """name -> password field of a shadow file, the field itself only when it holds no hash ('hashed' else)."""
+    fields = {}
+    for line in (text or "").splitlines():
+        parts = line.split(":")
+        if len(parts) > 1:
+            fields[parts[0]] = parts[1] if parts[1] in NO_HASH else "hashed"
+    return fields
+
+
+def read_shadow(path: str = SHADOW) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def user_state(name: str, shadow: dict[str, str] | None) -> dict | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    try:
+        group = grp.getgrgid(entry.pw_gid).gr_name
+    except KeyError:
+        group = str(entry.pw_gid)
+    return {"uid": entry.pw_uid, "group": group, "home": entry.pw_dir, "shell": entry.pw_shell,
+            "comment": entry.pw_gecos, "password": None if shadow is None else shadow.get(name)}
+
+
+def group_state(name: str) -> dict | None:
+    try:
+        return {"gid": grp.getgrnam(name).gr_gid}
+    except KeyError:
+        return None
+
+
 def main() -> None:
-    module = AnsibleModule(argument_spec={"names": {"type": "list", "elements": "str", "required": True}},
+    module = AnsibleModule(argument_spec={"names": {"type": "list", "elements": "str", "required": True},
+                                          "services": {"type": "list", "elements": "str", "default": []},
+                                          "users": {"type": "list", "elements": "str", "default": []},
+                                          "groups": {"type": "list", "elements": "str", "default": []}},
                            supports_check_mode=True)
     names = module.params["names"]
     bad = [n for n in names if not n or any(c in n for c in " =<>*")]
@@ -96,7 +221,20 @@ def main() -> None:
         tool = "rpm"
         _, out, _ = module.run_command(["rpm", "-q", "--qf", "%{NAME}\n", *names])
         installed = rpm_installed(out)
-    module.exit_json(changed=False, missing=[n for n in names if n not in installed], tool=tool)
+    services: dict[str, dict[str, str]] = {}
+    units = module.params["services"]
+    if units:
+        systemctl = module.get_bin_path("systemctl")
+        out = ""
+        if systemctl:
+            # One block per unit, in the order given; a unit systemd does not know still gets a block.
+            _, out, _ = module.run_command([systemctl, "show", "-p", "ActiveState", "-p", "UnitFileState", "--", *units])
+        services = unit_states(out, units)
+    shadow_text = read_shadow() if module.params["users"] else None
+    shadow = None if shadow_text is None else shadow_fields(shadow_text)
+    module.exit_json(changed=False, missing=[n for n in names if n not in installed], tool=tool, services=services,
+                     users={name: user_state(name, shadow) for name in module.params["users"]},
+                     groups={name: group_state(name) for name in module.params["groups"]})
 
 
 if __name__ == "__main__":
