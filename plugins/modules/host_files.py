@@ -16,7 +16,8 @@ description:
     which is a round trip to the host, also when nothing changes).
   - C(directory) - created with its missing parents (as C(mkdir -p); the parents made get the same owner, group and mode, as with M(ansible.builtin.file)), then owner, group and mode set.
     C(file) - the content compared by SHA-256 and replaced atomically only when it differs, then owner,
-    group and mode set. C(absent) - removed (a directory with what it holds).
+    group and mode set. C(absent) - removed (a directory with what it holds). C(attributes) - only the
+    owner, group and mode of a path that another task writes; nothing when it does not exist (yet).
   - The action plugin of the same name turns C(template) (a role's C(templates/), rendered on the controller
     as M(ansible.builtin.template) does, with C(template_vars)) and C(src) (a role's C(files/)) into C(content)
     before the module runs.
@@ -39,7 +40,7 @@ options:
       state:
         description: What the path must be.
         type: str
-        choices: [directory, file, link, absent]
+        choices: [directory, file, link, absent, attributes]
         default: file
       content:
         description: Text of a C(file) (set by the action plugin from C(template) or C(src) when those are given).
@@ -65,7 +66,7 @@ options:
         type: str
         default: root
       mode:
-        description: Mode as an octal string (not for C(absent)); C(0755) for directories and C(0644) for files when omitted.
+        description: Mode as an octal string (not for C(absent)); C(0755) for directories and C(0644) for files and C(attributes) when omitted.
         type: str
       validate:
         description:
@@ -109,7 +110,7 @@ from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import
     write_atomic,
 )
 
-DEFAULT_MODES = {"directory": "0755", "file": "0644"}
+DEFAULT_MODES = {"directory": "0755", "file": "0644", "attributes": "0644"}
 
 
 def _attributes(module: AnsibleModule, entry: dict, changed: bool) -> bool:
@@ -179,6 +180,13 @@ def _link(module: AnsibleModule, entry: dict) -> bool:
     return True
 
 
+def _existing(module: AnsibleModule, entry: dict) -> bool:
+    """Owner, group and mode of a path written elsewhere (not followed when it is a link)."""
+    if not os.path.lexists(entry["path"]) or os.path.islink(entry["path"]):
+        return False
+    return _attributes(module, entry, False)
+
+
 def _absent(module: AnsibleModule, entry: dict) -> bool:
     path = entry["path"]
     if not os.path.lexists(path):
@@ -198,7 +206,8 @@ def main() -> None:
                 "type": "list", "elements": "dict", "required": True,
                 "options": {
                     "path": {"type": "path", "required": True},
-                    "state": {"type": "str", "default": "file", "choices": ["directory", "file", "link", "absent"]},
+                    "state": {"type": "str", "default": "file",
+                              "choices": ["directory", "file", "link", "absent", "attributes"]},
                     "target": {"type": "path"},
                     "content": {"type": "str"},
                     "template": {"type": "str"},
@@ -224,6 +233,8 @@ def main() -> None:
             changed = _file(module, entry, diffs)
         elif entry["state"] == "link":
             changed = _link(module, entry)
+        elif entry["state"] == "attributes":
+            changed = _existing(module, entry)
         else:
             changed = _absent(module, entry)
         if changed:

@@ -133,3 +133,18 @@ def test_missing_parents_get_the_directory_mode(tmp_path: Path):
     """Like ansible.builtin.file: /etc/nginx/ssl made for /etc/nginx/ssl/site at 0700 is 0700 too."""
     run_module([{"path": str(tmp_path / "ssl" / "site"), "state": "directory", "mode": "0700"}])
     assert mode(tmp_path / "ssl") == "0o700" and mode(tmp_path / "ssl" / "site") == "0o700"
+
+
+def test_attributes_only_of_a_path_written_elsewhere(tmp_path: Path):
+    cert = tmp_path / "site.crt"
+    entry = {"path": str(cert), "state": "attributes", "mode": "0644"}
+    # Not there yet (another task issues it): nothing to do, nothing created.
+    assert run_module([entry])["changed"] is False and not cert.exists()
+    cert.write_text("PEM\n")
+    cert.chmod(0o600)
+    result = run_module([entry], check=True)
+    assert result["changed"] is True and mode(cert) == "0o600"
+    result = run_module([entry])
+    assert result["changed_paths"] == [str(cert)] and mode(cert) == "0o644"
+    assert cert.read_text() == "PEM\n"  # the content is never touched
+    assert run_module([entry])["changed"] is False
