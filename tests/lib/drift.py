@@ -36,6 +36,8 @@ echo '## units'
 for unit in cosyvoice.service nginx.service ufw.service cosyvoice-watchdog.timer; do
   echo "$unit $(systemctl is-active "$unit") $(systemctl is-enabled "$unit" 2>/dev/null)"
 done
+echo '## accounts'
+getent passwd cosyvoice; getent group cosyvoice
 echo '## firewall'
 LC_ALL=C ufw status verbose 2>&1
 echo '## listeners'

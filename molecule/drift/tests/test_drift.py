@@ -279,7 +279,20 @@ DRIFTS = [
           diff=("-    auth_basic off;  # debugging", '+    auth_basic "CosyVoice";'), diff_path=SITE),
     Drift("htpasswd_removed", "htpasswd file removed",
           f"rm {HTPASSWD}",
-          "cosyvoice.deploy.nginx_proxy : Add or update the login users"),
+          "cosyvoice.deploy.nginx_proxy : Make the htpasswd file hold exactly the login users"),
+    # Drift the first read of a role (package_state) must see, or the task that repairs it is skipped.
+    Drift("account_changed", "service account given a login shell and another comment (usermod by hand)",
+          "usermod -s /bin/bash -c debugging cosyvoice",
+          "cosyvoice.deploy.cosyvoice : Create the service user"),
+    Drift("watchdog_timer_disabled", "health watchdog timer stopped and disabled",
+          "systemctl disable --now cosyvoice-watchdog.timer",
+          "cosyvoice.deploy.cosyvoice : Enable and start the timers"),
+    Drift("nginx_disabled", "nginx disabled at boot (still running: the next reboot loses the site)",
+          "systemctl disable nginx",
+          "cosyvoice.deploy.nginx_proxy : Start nginx now and at boot"),
+    Drift("certificate_mode", "certificate made private by hand (0600, another owner)",
+          f"chmod 0600 {CERT} && chown www-data {CERT}",
+          "cosyvoice.deploy.nginx_proxy : Install the config test wrapper, create the TLS directory"),
     Drift("launcher_modified", "launcher file modified (a local hotfix)",
           f"echo '# local hotfix' >> {LAUNCHER}",
           "cosyvoice.deploy.cosyvoice : Install the launcher package"),
@@ -331,6 +344,9 @@ def test_drift_is_real(drifted, baseline):
         assert before[path] != after.get(path), path
     assert HTPASSWD in before and HTPASSWD not in after
     assert "cosyvoice.service inactive disabled" in drifted["state"]["units"]
+    assert "cosyvoice-watchdog.timer inactive disabled" in drifted["state"]["units"]
+    assert "nginx.service active disabled" in drifted["state"]["units"]
+    assert ":/bin/bash" in drifted["state"]["accounts"] and f"600 www-data:root {CERT}" in drifted["state"]["modes"]
     assert drifted["uv"] != 0  # the installer is gone
 
 
@@ -418,6 +434,8 @@ def test_repaired_host_is_the_converged_host(host, repair_run, baseline, ip, caf
     assert (htpasswd.user, htpasswd.group, htpasswd.mode) == ("root", "www-data", 0o640)
     assert htpasswd.content_string.startswith(f"{USER[0]}:$apr1$")
     assert after["units"] == baseline["units"], state_diff(baseline, after)
+    assert after["accounts"] == baseline["accounts"], state_diff(baseline, after)
+    assert f"644 root:root {CERT}" in after["modes"]
     assert host.run("/opt/cosyvoice/tools/bin/uv --version").stdout.startswith("uv ")
     assert after["listeners"] == baseline["listeners"], state_diff(baseline, after)
     assert ufw_rules(after) == ufw_rules(baseline), state_diff(baseline, after)
