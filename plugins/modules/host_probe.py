@@ -119,6 +119,14 @@ options:
         type: list
         elements: int
         default: [22]
+  certificate:
+    description:
+      - Also return the text of this PEM certificate file (RV(certificate)), e.g. the self-signed certificate
+        a client must trust, so that it need not be fetched in another run. Only a file of certificates is
+        returned - one holding a private key, or anything that is not PEM certificates, is not (an error is
+        returned instead). At most 1 MiB. Omitted - not read.
+    type: path
+    version_added: "1.11.0"
 attributes:
   check_mode:
     support: full
@@ -265,6 +273,13 @@ firewall:
   returned: when O(firewall) is given
   type: dict
   sample: {backend: ufw, active: true, default_incoming: deny, allowed_ports: [{port: 7860, proto: tcp}]}
+certificate:
+  description:
+    - With O(certificate) - C(path), C(content) (the PEM text; null when the file is missing, unreadable or not
+      only certificates) and C(error) (why there is no content; empty when there is).
+  returned: when O(certificate) is given
+  type: dict
+  sample: {path: /etc/nginx/ssl/cosyvoice/cosyvoice.crt, content: "-----BEGIN CERTIFICATE-----...", error: ""}
 """
 
 import glob
@@ -299,7 +314,9 @@ ARGUMENT_SPEC = {
         "type": "dict",
         "options": {"ports": netshape.PORTS_SPEC, "ssh_ports": firewall_host.SSH_PORTS_SPEC},
     },
+    "certificate": {"type": "path"},
 }
+CERTIFICATE_MAX_BYTES = 1 << 20
 
 
 def show(module: Any, systemctl: str | None, unit: str, properties: tuple[str, ...] = PROPERTIES) -> tuple[str, str]:
@@ -514,6 +531,24 @@ def read_firewall(module: Any) -> dict[str, Any]:
     return facts
 
 
+def read_certificate(path: str) -> dict[str, Any]:
+    """O(certificate): the PEM text of a file that holds certificates and nothing else."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(CERTIFICATE_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return {"path": path, "content": None, "error": "no such file"}
+    except OSError as err:
+        return {"path": path, "content": None, "error": f"cannot read it: {err.strerror or err}"}
+    if len(data) > CERTIFICATE_MAX_BYTES:
+        return {"path": path, "content": None, "error": "larger than 1 MiB: not a certificate file"}
+    text = data.decode("ascii", errors="replace")
+    begins = [line.strip() for line in text.splitlines() if line.startswith("-----BEGIN ")]
+    if not begins or any(line != "-----BEGIN CERTIFICATE-----" for line in begins):
+        return {"path": path, "content": None, "error": "not only PEM certificates (a key, or no PEM at all): not returned"}
+    return {"path": path, "content": text, "error": ""}
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     firewall = module.params["firewall"]
@@ -523,6 +558,8 @@ def main() -> None:
     result = probe_supervised(module) if module.params["manager"] == "supervisord" else probe(module)
     if firewall is not None:
         result["firewall"] = read_firewall(module)
+    if module.params["certificate"]:
+        result["certificate"] = read_certificate(module.params["certificate"])
     module.exit_json(**result)
 
 

@@ -377,7 +377,7 @@ def test_documentation_matches_the_argument_spec() -> None:
         assert doc["options"][name].get("default") == spec.get("default"), name
     returned = yaml.safe_load(hp.RETURN)
     assert set(returned) == {"units", "health", "listeners", "ss_error", "pid_units", "port_holders", "journal",
-                             "firewall"}
+                             "firewall", "certificate"}
     firewall = doc["options"]["firewall"]["suboptions"]
     assert set(firewall) == set(hp.ARGUMENT_SPEC["firewall"]["options"])
     for name, spec in hp.ARGUMENT_SPEC["firewall"]["options"].items():
@@ -450,3 +450,20 @@ def test_firewall_option_is_read_only_when_asked_and_checks_its_ports(
                          {"units": ["demo.service"], "firewall": {"ports": [{"port": 70000}]}})
     assert rc == 1 and out["msg"] == "firewall.ports: [70000] are not port numbers (1-65535)."
 
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+
+
+def test_the_certificate_to_trust_comes_with_the_probe_and_never_a_key(tmp_path) -> None:
+    cert = tmp_path / "site.crt"
+    cert.write_text(PEM + PEM)  # a chain: certificates only
+    assert hp.read_certificate(str(cert)) == {"path": str(cert), "content": PEM + PEM, "error": ""}
+    assert hp.read_certificate(str(tmp_path / "none"))["error"] == "no such file"
+    for text in (PEM + "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+                 "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----\n", "not pem at all\n"):
+        cert.write_text(text)
+        got = hp.read_certificate(str(cert))
+        assert got["content"] is None and "not only PEM certificates" in got["error"]
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + b"A" * (1 << 20))
+    assert "larger than 1 MiB" in hp.read_certificate(str(cert))["error"]
