@@ -36,6 +36,8 @@ echo '## units'
 for unit in cosyvoice.service nginx.service ufw.service cosyvoice-watchdog.timer; do
   echo "$unit $(systemctl is-active "$unit") $(systemctl is-enabled "$unit" 2>/dev/null)"
 done
+echo '## checkout'
+git -C /opt/cosyvoice/src rev-parse HEAD 2>&1; git -C /opt/cosyvoice/src status --porcelain --untracked-files=no 2>&1
 echo '## accounts'
 getent passwd cosyvoice; getent group cosyvoice
 echo '## firewall'

@@ -52,6 +52,7 @@ HTPASSWD = "/etc/nginx/cosyvoice.htpasswd"
 CERT = "/etc/nginx/ssl/cosyvoice/cosyvoice.crt"
 KEY = "/etc/nginx/ssl/cosyvoice/cosyvoice.key"
 LAUNCHER = "/opt/cosyvoice/launcher/cosyvoice_launcher/server.py"
+CHECKOUT_FILE = "/opt/cosyvoice/src/cosyvoice/cli/__init__.py"  # tracked in the fixture and upstream
 AUTH_JSON = "/etc/cosyvoice/auth.json"
 BACKEND_PORT, DRIFT_PORT = 7860, 7861
 BAD_INPUT_JOBS = int(os.environ.get("DRIFT_BAD_INPUT_JOBS", "3"))
@@ -293,6 +294,9 @@ DRIFTS = [
     Drift("certificate_mode", "certificate made private by hand (0600, another owner)",
           f"chmod 0600 {CERT} && chown www-data {CERT}",
           "cosyvoice.deploy.nginx_proxy : Install the config test wrapper, create the TLS directory"),
+    Drift("checkout_modified", "a tracked file of the pinned checkout edited (a local hotfix)",
+          f"echo '# local hotfix' >> {CHECKOUT_FILE}",
+          "cosyvoice.deploy.cosyvoice : Check out CosyVoice at the pinned commit"),
     Drift("launcher_modified", "launcher file modified (a local hotfix)",
           f"echo '# local hotfix' >> {LAUNCHER}",
           "cosyvoice.deploy.cosyvoice : Install the launcher package"),
@@ -346,6 +350,7 @@ def test_drift_is_real(drifted, baseline):
     assert "cosyvoice.service inactive disabled" in drifted["state"]["units"]
     assert "cosyvoice-watchdog.timer inactive disabled" in drifted["state"]["units"]
     assert "nginx.service active disabled" in drifted["state"]["units"]
+    assert "M cosyvoice/cli/__init__.py" in drifted["state"]["checkout"]
     assert ":/bin/bash" in drifted["state"]["accounts"] and f"600 www-data:root {CERT}" in drifted["state"]["modes"]
     assert drifted["uv"] != 0  # the installer is gone
 
@@ -435,6 +440,7 @@ def test_repaired_host_is_the_converged_host(host, repair_run, baseline, ip, caf
     assert htpasswd.content_string.startswith(f"{USER[0]}:$apr1$")
     assert after["units"] == baseline["units"], state_diff(baseline, after)
     assert after["accounts"] == baseline["accounts"], state_diff(baseline, after)
+    assert after["checkout"] == baseline["checkout"], state_diff(baseline, after)
     assert f"644 root:root {CERT}" in after["modes"]
     assert host.run("/opt/cosyvoice/tools/bin/uv --version").stdout.startswith("uv ")
     assert after["listeners"] == baseline["listeners"], state_diff(baseline, after)
