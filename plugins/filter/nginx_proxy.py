@@ -110,7 +110,8 @@ SERVER_AUTH = ("serverAuth", "TLS Web Server Authentication")
 
 def selfsigned_current(cert_info: Any, key: Any, names: Any) -> bool:
     """Whether the self-signed certificate on the host is the one the role would issue now, read from
-    community.crypto.x509_certificate_info (with valid_at.renew) and the openssl_privatekey result:
+    cosyvoice.deploy.tls_selfsigned_state (the fields of community.crypto.x509_certificate_info, with
+    valid_at.renew) and the key read there (or the openssl_privatekey result):
     self-signed by the current key, the same subject and subjectAltName, CA:FALSE, serverAuth, and not
     within the renewal window. Anything else (or anything unreadable) is False: the role then builds
     the request and issues again (x509_certificate decides)."""

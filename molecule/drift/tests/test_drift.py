@@ -294,6 +294,9 @@ DRIFTS = [
     Drift("certificate_mode", "certificate made private by hand (0600, another owner)",
           f"chmod 0600 {CERT} && chown www-data {CERT}",
           "cosyvoice.deploy.nginx_proxy : Install the config test wrapper, create the TLS directory"),
+    Drift("key_mode", "private key made world-readable by hand (0644)",
+          f"chmod 0644 {KEY}",
+          "cosyvoice.deploy.nginx_proxy : Generate the private key"),
     Drift("checkout_modified", "a tracked file of the pinned checkout edited (a local hotfix)",
           f"echo '# local hotfix' >> {CHECKOUT_FILE}",
           "cosyvoice.deploy.cosyvoice : Check out CosyVoice at the pinned commit"),
@@ -351,6 +354,7 @@ def test_drift_is_real(drifted, baseline):
     assert "cosyvoice-watchdog.timer inactive disabled" in drifted["state"]["units"]
     assert "nginx.service active disabled" in drifted["state"]["units"]
     assert "M cosyvoice/cli/__init__.py" in drifted["state"]["checkout"]
+    assert f"644 root:root {KEY}" in drifted["state"]["modes"]
     assert ":/bin/bash" in drifted["state"]["accounts"] and f"600 www-data:root {CERT}" in drifted["state"]["modes"]
     assert drifted["uv"] != 0  # the installer is gone
 
@@ -441,7 +445,7 @@ def test_repaired_host_is_the_converged_host(host, repair_run, baseline, ip, caf
     assert after["units"] == baseline["units"], state_diff(baseline, after)
     assert after["accounts"] == baseline["accounts"], state_diff(baseline, after)
     assert after["checkout"] == baseline["checkout"], state_diff(baseline, after)
-    assert f"644 root:root {CERT}" in after["modes"]
+    assert f"644 root:root {CERT}" in after["modes"] and f"600 root:root {KEY}" in after["modes"]
     assert host.run("/opt/cosyvoice/tools/bin/uv --version").stdout.startswith("uv ")
     assert after["listeners"] == baseline["listeners"], state_diff(baseline, after)
     assert ufw_rules(after) == ufw_rules(baseline), state_diff(baseline, after)
