@@ -103,7 +103,7 @@ _RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>
 class TaskResult:
     play: str
     task: str  # "role : name" as the callback prints it (collection roles: "ns.coll.role : name")
-    status: str  # changed | fatal | failed
+    status: str  # ok | changed | fatal | failed
     line: str  # the result line, e.g. "changed: [cv-drift] => (item=443/tcp from ::/0)"
 
 
@@ -141,6 +141,10 @@ class Run:
             tasks.setdefault(r.task, []).append(r.line)
         return tasks
 
+    def ran_tasks(self) -> set[str]:
+        """Tasks and handlers that ran on a host (ok or changed), not skipped."""
+        return {r.task for r in self.results if r.status in ("ok", "changed")}
+
     def failures(self) -> list[TaskResult]:
         return [r for r in self.results if r.status in ("fatal", "failed")]
 
@@ -170,7 +174,7 @@ class Run:
 
 
 def parse_results(stdout: str) -> list[TaskResult]:
-    """Every changed/fatal/failed result line with the play and task it belongs to."""
+    """Every ok/changed/fatal/failed result line with the play and task it belongs to."""
     play = task = ""
     results = []
     for line in stdout.splitlines():
@@ -178,7 +182,7 @@ def parse_results(stdout: str) -> list[TaskResult]:
             play, task = m["name"], ""
         elif m := _TASK.match(line):
             task = m["name"]
-        elif (m := _RESULT.match(line)) and m["status"] in ("changed", "fatal", "failed"):
+        elif (m := _RESULT.match(line)) and m["status"] in ("ok", "changed", "fatal", "failed"):
             results.append(TaskResult(play, task, m["status"], line.rstrip(" =>").rstrip()))
     return results
 

@@ -469,6 +469,27 @@ def test_second_run_changes_nothing(second_run):
         f"{recap}: {list(second_run.changed_tasks())}"
 
 
+# The tasks that change state and that a converged host does not need: each is skipped because
+# its role's first read (package_state, git_checkout_state, tls_selfsigned_state) found the host
+# as wanted. The drift cases above prove that the same reads make them run when it is not.
+SKIPPED_WHEN_CONVERGED = (
+    "cosyvoice.deploy.cosyvoice : Create the service group",
+    "cosyvoice.deploy.cosyvoice : Create the service user",
+    "cosyvoice.deploy.cosyvoice : Check out CosyVoice at the pinned commit",
+    "cosyvoice.deploy.cosyvoice : Enable and start each instance",
+    "cosyvoice.deploy.cosyvoice : Enable and start the timers",
+    "cosyvoice.deploy.nginx_proxy : Generate the private key",
+    "cosyvoice.deploy.nginx_proxy : Start nginx now and at boot",
+)
+
+
+def test_second_run_skips_what_a_converged_host_does_not_need(second_run):
+    ran = second_run.ran_tasks()
+    assert ran, second_run.tail()
+    needless = [task for task in ran if task.startswith(SKIPPED_WHEN_CONVERGED)]
+    assert not needless, f"ran on a converged host: {needless}"
+
+
 # =========================================================================== 3. the direct-mode bind
 
 
