@@ -24,8 +24,6 @@ description:
     M(ansible.builtin.git), which decides.
   - Read-only; check mode runs it too. Environment variables of the task (e.g. C(GIT_CONFIG_*)) apply.
 version_added: "1.11.0"
-author:
-  - cosyvoice-deploy maintainers
 options:
   repo:
     description: The repository URL as configured (before C(insteadOf)).
@@ -39,11 +37,8 @@ options:
     description: The pinned version; only a full 40-character commit id can be RV(current).
     type: str
     required: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - cosyvoice.deploy.read_only
 """
 
 EXAMPLES = r"""

@@ -24,8 +24,6 @@ description:
   - Never returns a password hash (see RV(users)).
   - Read-only; check mode runs it too.
 version_added: "1.5.0"
-author:
-  - cosyvoice-deploy maintainers
 options:
   names:
     description: Package names (no versions).
@@ -50,11 +48,8 @@ options:
     elements: str
     default: []
     version_added: "1.11.0"
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - cosyvoice.deploy.read_only
 """
 
 EXAMPLES = r"""

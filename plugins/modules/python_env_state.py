@@ -18,8 +18,6 @@ description:
     host now pays one.
   - Read-only; check mode runs it too.
 version_added: "1.10.0"
-author:
-  - cosyvoice-deploy maintainers
 options:
   requirements:
     description: The requirements file to read (upstream's C(requirements.txt) in the checkout).
@@ -43,11 +41,8 @@ options:
     description: The venv directory; RV(venv_exists) tells whether its C(bin/python) exists.
     type: path
     required: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - cosyvoice.deploy.read_only
 """
 
 EXAMPLES = r"""

@@ -23,8 +23,6 @@ description:
   - Never returns key material (the public key's fingerprint only).
   - Read-only; check mode runs it too.
 version_added: "1.11.0"
-author:
-  - cosyvoice-deploy maintainers
 options:
   key_path:
     description: The private key (PEM).
@@ -51,11 +49,8 @@ options:
     description: RV(certificate.valid_at.renew) is whether the certificate is still valid this many days from now.
     type: int
     default: 30
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - cosyvoice.deploy.read_only
 requirements:
   - python3-cryptography on the host
 """
