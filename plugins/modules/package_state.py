@@ -120,6 +120,7 @@ import grp
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.systemd import parse_show_units
 
 SHADOW = "/etc/shadow"
 # Shadow password fields that hold no hash: these are reported as they are.
@@ -144,14 +145,11 @@ def rpm_installed(output: str) -> set[str]:
 
 
 def unit_states(output: str, units: list[str]) -> dict[str, dict[str, str]]:
-    """`systemctl show -p ActiveState -p UnitFileState UNIT...` output (one blank-line separated block per
-    unit, in the order asked) as {unit: {active, enabled}}; an empty UnitFileState is `not-found`."""
-    blocks = output.strip().split("\n\n") if output.strip() else []
-    states = {}
-    for unit, block in zip(units, blocks):
-        props = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
-        states[unit] = {"active": props.get("ActiveState") or "unknown",
-                        "enabled": props.get("UnitFileState") or "not-found"}
+    """`systemctl show -p ActiveState -p UnitFileState UNIT...` output (one block per unit, in the order
+    asked; module_utils.systemd parses it) as {unit: {active, enabled}}; an empty UnitFileState is
+    `not-found`, no output at all `unknown`."""
+    states = {unit: {"active": props.get("ActiveState") or "unknown", "enabled": props.get("UnitFileState") or "not-found"}
+              for unit, props in zip(units, parse_show_units(output))}
     for unit in units:
         states.setdefault(unit, {"active": "unknown", "enabled": "unknown"})
     return states
