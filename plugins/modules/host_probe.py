@@ -25,8 +25,6 @@ description:
   - Run it as root (C(become)), otherwise C(ss) shows no processes and C(/proc/<pid>/cgroup) of other
     users' processes cannot be read.
 version_added: "1.1.0"
-author:
-  - cosyvoice-deploy maintainers
 options:
   units:
     description:
@@ -127,12 +125,8 @@ options:
         returned instead). At most 1 MiB. Omitted - not read.
     type: path
     version_added: "1.11.0"
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads; it runs the same in check mode.
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - cosyvoice.deploy.read_only
 notes:
   - Values of environment variables whose names look secret (C(*PASS*), C(*TOKEN*), C(*KEY*), C(*SECRET*),
     ...) are returned as C(********).
