@@ -68,6 +68,14 @@ options:
     description: The zone for O(config=firewalld); empty means firewalld's default zone.
     type: str
     default: ""
+  packages:
+    description:
+      - Package names (no versions) to look up in the same run, in one C(dpkg-query) or C(rpm -q) (as
+        M(cosyvoice.deploy.package_state) does); the answer is RV(packages). The role passes every backend's
+        packages, since the backend is chosen from this module's answer.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     description: Reads only; runs the same in check mode.
@@ -124,6 +132,13 @@ config:
   returned: when O(config) is not empty
   type: dict
   sample: {ufw: {ipv6: true, default_input_policy: DROP, rules: [], service: enabled}}
+packages:
+  description:
+    - Only with O(packages). C(missing) - the names of O(packages) that are not fully installed, in the order
+      given; C(tool) - what was asked (dpkg-query or rpm; none when neither exists, and every name is missing).
+  returned: when O(packages) is not empty
+  type: dict
+  sample: {missing: [firewalld, python3-firewall], tool: dpkg-query}
 ansible_facts:
   description: The fact os_firewall.
   returned: always
@@ -233,6 +248,7 @@ from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_host imp
 )
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_status import Probes, host_status  # noqa: F401
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import bad_names, missing_packages
 
 
 def main():
@@ -242,17 +258,23 @@ def main():
             "ssh_ports": SSH_PORTS_SPEC,
             "config": {"type": "list", "elements": "str", "choices": ["ufw", "firewalld"], "default": []},
             "firewalld_zone": {"type": "str", "default": ""},
+            "packages": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
     bad = bad_ports(module.params["ports"])
     if bad:
         module.fail_json(msg=f"ports: {bad} are not port numbers (1-65535).")
+    if bad_names(module.params["packages"]):
+        module.fail_json(msg=f"packages must be plain package names without versions: {bad_names(module.params['packages'])}")
     host = Host(module)
     facts, probes, connection = read_state(host, module.params["ports"], module.params["ssh_ports"])
     result = {"changed": False, "ansible_facts": {"os_firewall": facts}, "ssh_connection": connection}
     if module.params["config"]:
         result["config"] = read_config(module, host, probes)
+    if module.params["packages"]:
+        missing, tool = missing_packages(module, module.params["packages"])
+        result["packages"] = {"missing": missing, "tool": tool}
     module.exit_json(**result)
 
 

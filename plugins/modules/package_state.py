@@ -120,28 +120,17 @@ import grp
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import (  # noqa: F401  (tests import them here)
+    bad_names,
+    dpkg_installed,
+    missing_packages,
+    rpm_installed,
+)
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.systemd import parse_show_units
 
 SHADOW = "/etc/shadow"
 # Shadow password fields that hold no hash: these are reported as they are.
 NO_HASH = {"", "!", "*", "!!", "!*"}
-
-
-def dpkg_installed(output: str) -> set[str]:
-    """Names whose dpkg status is install ok installed ("ii"), from `dpkg-query -W -f '${db:Status-Abbrev}|${Package}\\n'`;
-    multi-arch names (name:arch) count for their plain name too."""
-    installed = set()
-    for line in output.splitlines():
-        status, _, name = line.partition("|")
-        if status.strip() == "ii" and name:
-            installed.add(name.strip())
-            installed.add(name.strip().split(":")[0])
-    return installed
-
-
-def rpm_installed(output: str) -> set[str]:
-    """Names that `rpm -q --qf '%{NAME}\\n'` printed (a missing name prints 'package X is not installed')."""
-    return {line.strip() for line in output.splitlines() if line.strip() and " " not in line.strip()}
 
 
 def unit_states(output: str, units: list[str]) -> dict[str, dict[str, str]]:
@@ -200,20 +189,10 @@ def main() -> None:
                                           "groups": {"type": "list", "elements": "str", "default": []}},
                            supports_check_mode=True)
     names = module.params["names"]
-    bad = [n for n in names if not n or any(c in n for c in " =<>*")]
+    bad = bad_names(names)
     if bad:
         module.fail_json(msg=f"names must be plain package names without versions or patterns: {bad}")
-    installed: set[str] = set()
-    tool = "none"
-    if names and module.get_bin_path("dpkg-query"):
-        tool = "dpkg-query"
-        # rc 1 when some name is unknown: the known ones are still printed.
-        _, out, _ = module.run_command(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}|${Package}\n", *names])
-        installed = dpkg_installed(out)
-    elif names and module.get_bin_path("rpm"):
-        tool = "rpm"
-        _, out, _ = module.run_command(["rpm", "-q", "--qf", "%{NAME}\n", *names])
-        installed = rpm_installed(out)
+    missing, tool = missing_packages(module, names)
     services: dict[str, dict[str, str]] = {}
     units = module.params["services"]
     if units:
@@ -225,7 +204,7 @@ def main() -> None:
         services = unit_states(out, units)
     shadow_text = read_shadow() if module.params["users"] else None
     shadow = None if shadow_text is None else shadow_fields(shadow_text)
-    module.exit_json(changed=False, missing=[n for n in names if n not in installed], tool=tool, services=services,
+    module.exit_json(changed=False, missing=missing, tool=tool, services=services,
                      users={name: user_state(name, shadow) for name in module.params["users"]},
                      groups={name: group_state(name) for name in module.params["groups"]})
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 # One shell round trip; sections start with "## <name>".
 _STATE_SCRIPT = r"""
 set -u
-paths="/etc/systemd/system /etc/nginx /etc/cosyvoice /opt/cosyvoice/launcher /etc/ufw /etc/default/ufw"
+paths="/etc/systemd/system /etc/nginx /etc/cosyvoice /opt/cosyvoice/launcher /opt/cosyvoice/venv/.cosyvoice-requirements.json /etc/ufw /etc/default/ufw"
 echo '## modes'
 find $paths -xdev \( -type f -o -type l -o -type d \) -printf '%m %u:%g %p %l\n' 2>/dev/null | sort -k3
 echo '## checksums'

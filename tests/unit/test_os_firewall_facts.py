@@ -33,7 +33,8 @@ class FakeModule:
     def __init__(self, commands: dict[tuple[str, ...], tuple[int, str]], params: Optional[dict[str, Any]] = None):
         self.commands = commands
         self.binaries = {argv[0] for argv in commands}
-        self.params = {"ports": [], "ssh_ports": [22], "config": [], "firewalld_zone": "", **(params or {})}
+        self.params = {"ports": [], "ssh_ports": [22], "config": [], "firewalld_zone": "", "packages": [],
+                       **(params or {})}
         self.calls: list[tuple[list[str], dict[str, str]]] = []
 
     def get_bin_path(self, name: str) -> Optional[str]:
@@ -287,6 +288,35 @@ def test_main_returns_config_beside_the_fact(monkeypatch: pytest.MonkeyPatch, tm
     module = FakeModule(ufw_host_commands(), {"config": ["ufw"]})
     result = run_main(monkeypatch, module, write(tmp_path, UFW_FILES))
     assert result["config"]["ufw"]["ipv6"] is True and "config" not in result["ansible_facts"]["os_firewall"]
+
+
+DPKG_QUERY = ("dpkg-query", "-W", "-f", "${db:Status-Abbrev}|${Package}\n")
+
+
+def test_main_asks_dpkg_for_every_backends_packages_in_the_same_run(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    commands = ufw_host_commands()
+    # dpkg-query prints the packages it knows (rc 1 for the unknown ones); rc (deinstalled) is not installed.
+    commands[(*DPKG_QUERY, "ufw", "firewalld", "python3-firewall", "nftables")] = (
+        1, "ii |ufw\nrc |firewalld\nii |nftables:amd64\n")
+    module = FakeModule(commands, {"packages": ["ufw", "firewalld", "python3-firewall", "nftables"]})
+    result = run_main(monkeypatch, module, write(tmp_path, UFW_FILES))
+    assert result["packages"] == {"missing": ["firewalld", "python3-firewall"], "tool": "dpkg-query"}
+    assert result["changed"] is False and "packages" not in result["ansible_facts"]["os_firewall"]
+
+
+def test_main_without_packages_asks_no_package_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    module = FakeModule(ufw_host_commands())
+    result = run_main(monkeypatch, module, write(tmp_path, UFW_FILES))
+    assert "packages" not in result and not any(Path(argv[0]).name in ("dpkg-query", "rpm") for argv, _ in module.calls)
+
+
+def test_main_rejects_package_versions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    module = FakeModule({}, {"packages": ["ufw=0.36"]})
+    monkeypatch.setattr(facts, "AnsibleModule", lambda **spec: module)
+    with pytest.raises(Failed) as failed:
+        facts.main()
+    assert "ufw=0.36" in failed.value.args[0]["msg"]
 
 
 def test_main_fails_when_firewalld_config_cannot_be_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

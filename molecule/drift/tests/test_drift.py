@@ -53,6 +53,7 @@ CERT = "/etc/nginx/ssl/cosyvoice/cosyvoice.crt"
 KEY = "/etc/nginx/ssl/cosyvoice/cosyvoice.key"
 LAUNCHER = "/opt/cosyvoice/launcher/cosyvoice_launcher/server.py"
 CHECKOUT_FILE = "/opt/cosyvoice/src/cosyvoice/cli/__init__.py"  # tracked in the fixture and upstream
+STAMP = "/opt/cosyvoice/venv/.cosyvoice-requirements.json"
 AUTH_JSON = "/etc/cosyvoice/auth.json"
 BACKEND_PORT, DRIFT_PORT = 7860, 7861
 BAD_INPUT_JOBS = int(os.environ.get("DRIFT_BAD_INPUT_JOBS", "3"))
@@ -300,6 +301,10 @@ DRIFTS = [
     Drift("checkout_modified", "a tracked file of the pinned checkout edited (a local hotfix)",
           f"echo '# local hotfix' >> {CHECKOUT_FILE}",
           "cosyvoice.deploy.cosyvoice : Check out CosyVoice at the pinned commit"),
+    # A converged host's fingerprint is checked in the requirements' module run (no run of its own).
+    Drift("fingerprint_mode", "the installed environment's fingerprint made writable by everyone (0666)",
+          f"chmod 0666 {STAMP}",
+          "cosyvoice.deploy.cosyvoice : Write the requirements and constraints"),
     Drift("launcher_modified", "launcher file modified (a local hotfix)",
           f"echo '# local hotfix' >> {LAUNCHER}",
           "cosyvoice.deploy.cosyvoice : Install the launcher package"),
@@ -354,7 +359,7 @@ def test_drift_is_real(drifted, baseline):
     assert "cosyvoice-watchdog.timer inactive disabled" in drifted["state"]["units"]
     assert "nginx.service active disabled" in drifted["state"]["units"]
     assert "M cosyvoice/cli/__init__.py" in drifted["state"]["checkout"]
-    assert f"644 root:root {KEY}" in drifted["state"]["modes"]
+    assert f"644 root:root {KEY}" in drifted["state"]["modes"] and f"666 root:root {STAMP}" in drifted["state"]["modes"]
     assert ":/bin/bash" in drifted["state"]["accounts"] and f"600 www-data:root {CERT}" in drifted["state"]["modes"]
     assert drifted["uv"] != 0  # the installer is gone
 
@@ -446,6 +451,7 @@ def test_repaired_host_is_the_converged_host(host, repair_run, baseline, ip, caf
     assert after["accounts"] == baseline["accounts"], state_diff(baseline, after)
     assert after["checkout"] == baseline["checkout"], state_diff(baseline, after)
     assert f"644 root:root {CERT}" in after["modes"] and f"600 root:root {KEY}" in after["modes"]
+    assert f"644 root:root {STAMP}" in after["modes"]
     assert host.run("/opt/cosyvoice/tools/bin/uv --version").stdout.startswith("uv ")
     assert after["listeners"] == baseline["listeners"], state_diff(baseline, after)
     assert ufw_rules(after) == ufw_rules(baseline), state_diff(baseline, after)
@@ -470,8 +476,8 @@ def test_second_run_changes_nothing(second_run):
 
 
 # The tasks that change state and that a converged host does not need: each is skipped because
-# its role's first read (package_state, git_checkout_state, tls_selfsigned_state) found the host
-# as wanted. The drift cases above prove that the same reads make them run when it is not.
+# its role's first read (package_state, git_checkout_state, tls_selfsigned_state, python_env_state,
+# os_firewall_facts) found the host as wanted. The drift cases above prove that the same reads make them run when it is not.
 SKIPPED_WHEN_CONVERGED = (
     "cosyvoice.deploy.cosyvoice : Create the service group",
     "cosyvoice.deploy.cosyvoice : Create the service user",
@@ -480,6 +486,16 @@ SKIPPED_WHEN_CONVERGED = (
     "cosyvoice.deploy.cosyvoice : Enable and start the timers",
     "cosyvoice.deploy.nginx_proxy : Generate the private key",
     "cosyvoice.deploy.nginx_proxy : Start nginx now and at boot",
+    # One read each (python_env_state; os_firewall_facts with the packages): nothing left to do.
+    "cosyvoice.deploy.cosyvoice : Record the fingerprint",
+    "cosyvoice.deploy.os_firewall : Install | Packages",
+    "cosyvoice.deploy.os_firewall : Ufw | Read",
+    "cosyvoice.deploy.os_firewall : Ufw | Allow",
+    "cosyvoice.deploy.os_firewall : Ufw | Remove",
+    "cosyvoice.deploy.os_firewall : Ufw | Deny",
+    "cosyvoice.deploy.os_firewall : Ufw | Enable",
+    "cosyvoice.deploy.os_firewall : Ufw | Start",
+    "cosyvoice.deploy.os_firewall : Foreign | ",
 )
 
 
