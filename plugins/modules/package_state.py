@@ -48,6 +48,28 @@ options:
     elements: str
     default: []
     version_added: "1.11.0"
+  files:
+    description:
+      - Also list the entries under O(files.paths) whose name matches one of O(files.patterns) (RV(files)), as
+        M(ansible.builtin.find) with C(file_type=any) would (hidden names are not listed), so that a role's first read also
+        finds its unit files and drop-ins. Omit it to list nothing.
+    type: dict
+    version_added: "1.12.0"
+    suboptions:
+      paths:
+        description: Directories to look in; one that does not exist lists nothing.
+        type: list
+        elements: path
+        required: true
+      patterns:
+        description: Shell patterns (C(fnmatch)) matched against each entry's name.
+        type: list
+        elements: str
+        required: true
+      depth:
+        description: Levels to look into, as M(ansible.builtin.find)'s O(ansible.builtin.find#module:depth) (1 - only the entries of each path).
+        type: int
+        default: 1
 extends_documentation_fragment:
   - cosyvoice.deploy.read_only
 """
@@ -114,9 +136,21 @@ groups:
   returned: always
   type: dict
   sample: {cosyvoice: {gid: 998}}
+files:
+  description:
+    - Only with O(files). The matching entries, sorted by path - C(path), and C(isreg) (a regular file, not a
+      link, a directory or anything else; links are not followed), the two fields of M(ansible.builtin.find)'s
+      RV(ansible.builtin.find#module:files) that a role reads.
+  returned: when O(files) is given
+  type: list
+  elements: dict
+  sample: [{path: /etc/systemd/system/cosyvoice.service, isreg: true},
+           {path: /etc/systemd/system/cosyvoice.service.d/override.conf, isreg: true}]
 """
 
+import fnmatch
 import grp
+import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
@@ -182,11 +216,37 @@ def group_state(name: str) -> dict | None:
         return None
 
 
+def find_files(paths: list[str], patterns: list[str], depth: int) -> list[dict]:
+    """Entries under `paths` down to `depth` levels (1 = a path's own entries) whose name matches one of
+    `patterns`, as {path, isreg}, sorted by path. As ansible.builtin.find with file_type=any: hidden names
+    (.name) are not listed, links are listed and never followed."""
+    found: dict[str, dict] = {}
+
+    def visit(directory: str, level: int) -> None:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:  # missing, not a directory, unreadable: nothing listed
+            return
+        for entry in entries:
+            if not entry.name.startswith(".") and any(fnmatch.fnmatch(entry.name, p) for p in patterns):
+                found[entry.path] = {"path": entry.path, "isreg": entry.is_file(follow_symlinks=False)}
+            if level < depth and entry.is_dir(follow_symlinks=False):
+                visit(entry.path, level + 1)
+
+    for top in paths:
+        visit(top.rstrip("/") or "/", 1)
+    return [found[path] for path in sorted(found)]
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec={"names": {"type": "list", "elements": "str", "required": True},
                                           "services": {"type": "list", "elements": "str", "default": []},
                                           "users": {"type": "list", "elements": "str", "default": []},
-                                          "groups": {"type": "list", "elements": "str", "default": []}},
+                                          "groups": {"type": "list", "elements": "str", "default": []},
+                                          "files": {"type": "dict", "options": {
+                                              "paths": {"type": "list", "elements": "path", "required": True},
+                                              "patterns": {"type": "list", "elements": "str", "required": True},
+                                              "depth": {"type": "int", "default": 1}}}},
                            supports_check_mode=True)
     names = module.params["names"]
     bad = bad_names(names)
@@ -204,9 +264,13 @@ def main() -> None:
         services = unit_states(out, units)
     shadow_text = read_shadow() if module.params["users"] else None
     shadow = None if shadow_text is None else shadow_fields(shadow_text)
-    module.exit_json(changed=False, missing=missing, tool=tool, services=services,
-                     users={name: user_state(name, shadow) for name in module.params["users"]},
-                     groups={name: group_state(name) for name in module.params["groups"]})
+    result = {"changed": False, "missing": missing, "tool": tool, "services": services,
+              "users": {name: user_state(name, shadow) for name in module.params["users"]},
+              "groups": {name: group_state(name) for name in module.params["groups"]}}
+    if module.params["files"]:
+        spec = module.params["files"]
+        result["files"] = find_files(spec["paths"], spec["patterns"], max(1, spec["depth"]))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

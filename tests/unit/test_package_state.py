@@ -86,3 +86,43 @@ def test_one_run_reads_packages_units_and_accounts(tmp_path: Path, monkeypatch: 
 def test_without_the_new_options_the_answer_is_as_before(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out = run({"names": []}, capsys)
     assert rc == 0 and out["services"] == {} and out["users"] == {} and out["groups"] == {}
+    assert "files" not in out
+
+
+def _tree(root: Path) -> None:
+    """A systemd directory as the cosyvoice role finds it: units, drop-ins, a wants link, a hidden file."""
+    etc = root / "etc"
+    (etc / "cosyvoice.service.d").mkdir(parents=True)
+    (etc / "multi-user.target.wants").mkdir()
+    (etc / "deep" / "deeper").mkdir(parents=True)
+    for name in ("cosyvoice.service", "cosyvoice-1.service", "cosyvoice-watchdog.timer", "nginx.service",
+                 "cosyvoice.service.d/override.conf", "cosyvoice.service.d/.hidden.conf", "deep/deeper/x.conf"):
+        (etc / name).write_text("[Unit]\n")
+    (etc / "multi-user.target.wants" / "cosyvoice.service").symlink_to(etc / "cosyvoice.service")
+
+
+def test_files_lists_what_find_would(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    etc = tmp_path / "etc"
+    found = ps.find_files([str(etc) + "/", str(tmp_path / "missing")],
+                          ["*.conf", "cosyvoice*.service", "cosyvoice*.timer"], 2)
+    assert found == [
+        {"path": f"{etc}/cosyvoice-1.service", "isreg": True},
+        {"path": f"{etc}/cosyvoice-watchdog.timer", "isreg": True},
+        {"path": f"{etc}/cosyvoice.service", "isreg": True},
+        {"path": f"{etc}/cosyvoice.service.d/override.conf", "isreg": True},
+        # A link is listed, not followed (find's isreg is False for it).
+        {"path": f"{etc}/multi-user.target.wants/cosyvoice.service", "isreg": False},
+    ]
+    # depth 1: only the directory's own entries (the drop-in directory matches no pattern).
+    assert [f["path"] for f in ps.find_files([str(etc)], ["cosyvoice*"], 1)] == [
+        f"{etc}/cosyvoice-1.service", f"{etc}/cosyvoice-watchdog.timer", f"{etc}/cosyvoice.service",
+        f"{etc}/cosyvoice.service.d"]
+    assert ps.find_files([str(etc)], ["*.conf"], 3)[-1] == {"path": f"{etc}/deep/deeper/x.conf", "isreg": True}
+
+
+def test_files_in_the_same_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _tree(tmp_path)
+    rc, out = run({"names": [], "files": {"paths": [str(tmp_path / "etc")], "patterns": ["*.timer"], "depth": 2}},
+                  capsys)
+    assert rc == 0 and out["files"] == [{"path": f"{tmp_path}/etc/cosyvoice-watchdog.timer", "isreg": True}]
