@@ -149,6 +149,18 @@ def test_tls_verified_against_deployed_cert(ip, cafile):
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
+def test_verify_layer_alone_trusts_the_deployed_certificate():
+    """`site.yml --tags verify`: the nginx_proxy role does not run (it publishes the certificate in a full
+    run), and the verify layer still trusts the self-signed certificate the proxy keeps (it failed with
+    'not trusted: system CAs' before 1.12.0)."""
+    playbook = str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml")
+    result = ansible_playbook(playbook, "--tags", "verify", timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "Result:   OK, every layer passed" in out and "certificate verified" in out, out[-3000:]
+    assert "cosyvoice.deploy.nginx_proxy :" not in out  # the proxy layer itself did not run
+
+
 def test_untrusted_without_the_cert(ip):
     with pytest.raises(ssl.SSLCertVerificationError):
         https(ip, None, "/healthz")  # type: ignore[arg-type]
