@@ -265,8 +265,9 @@ def main():
     bad = bad_ports(module.params["ports"])
     if bad:
         module.fail_json(msg=f"ports: {bad} are not port numbers (1-65535).")
-    if bad_names(module.params["packages"]):
-        module.fail_json(msg=f"packages must be plain package names without versions: {bad_names(module.params['packages'])}")
+    bad = bad_names(module.params["packages"])
+    if bad:
+        module.fail_json(msg=f"packages must be plain package names without versions: {bad}")
     host = Host(module)
     facts, probes, connection = read_state(host, module.params["ports"], module.params["ssh_ports"])
     result = {"changed": False, "ansible_facts": {"os_firewall": facts}, "ssh_connection": connection}

@@ -154,12 +154,7 @@ import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import (  # noqa: F401  (tests import them here)
-    bad_names,
-    dpkg_installed,
-    missing_packages,
-    rpm_installed,
-)
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import bad_names, missing_packages
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.systemd import parse_show_units
 
 SHADOW = "/etc/shadow"

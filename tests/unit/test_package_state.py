@@ -11,7 +11,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.cosyvoice.deploy.plugins.modules import package_state as ps
-from ansible_collections.cosyvoice.deploy.plugins.modules.package_state import dpkg_installed, rpm_installed
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import dpkg_installed, rpm_installed
 
 
 def test_only_fully_installed_dpkg_packages_count():
