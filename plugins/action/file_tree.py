@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: cosyvoice-deploy maintainers
 # Apache License 2.0
-"""Controller side of cosyvoice.deploy.file_tree: read the source tree, run the module once."""
+"""Controller side of cosyvoice.deploy.file_tree: read the source tree, run the module once, or not at all when
+`known` (the role's earlier read of dest with all it holds, package_state's `stat` trees) shows it as wanted."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import hashlib
 import os
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import tree_settled
 
 DEFAULT_EXCLUDE = ["__pycache__", "*.pyc", ".*"]
 MAX_TREE_BYTES = 4 * 1024 * 1024
@@ -41,7 +44,7 @@ def read_tree(root: str, exclude: list[str]) -> dict[str, dict[str, str]]:
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("src", "dest", "owner", "group", "file_mode", "directory_mode", "purge", "exclude"))
+    _VALID_ARGS = frozenset(("src", "dest", "owner", "group", "file_mode", "directory_mode", "purge", "exclude", "known"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -57,6 +60,16 @@ class ActionModule(ActionBase):
         args["files"] = read_tree(root, exclude)
         if not args["files"]:
             raise AnsibleActionFail(f"src={src} ({root}) holds no files to install")
+        known = args.pop("known", None)
+        if known is not None and not isinstance(known, dict):
+            raise AnsibleActionFail("file_tree known must be the stat dict of package_state (path -> state), or omitted")
+        if known and tree_settled(args["files"], known.get(args["dest"]), args.get("owner") or "root",
+                                  args.get("group") or "root", args.get("file_mode") or "0644",
+                                  args.get("directory_mode") or "0755", boolean(args.get("purge", False), strict=False)):
+            # dest holds exactly these files as wanted in this run's read of it: the module would change nothing.
+            result.update(changed=False, changed_files=[], removed_files=[], count=len(args["files"]),
+                          settled_by_read=True)
+            return result
         result.update(self._execute_module(module_name="cosyvoice.deploy.file_tree", module_args=args,
                                            task_vars=task_vars))
         return result

@@ -1,18 +1,20 @@
 # -*- coding: utf-8 -*-
 # Copyright: cosyvoice-deploy maintainers
 # Apache License 2.0
-"""Controller side of cosyvoice.deploy.host_files: render templates, read files, run the module once."""
+"""Controller side of cosyvoice.deploy.host_files: render templates, read files, run the module once, or not at
+all when `known` (the role's earlier read of these paths, package_state's `stat`) shows every path as wanted."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import lookup_loader
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import entry_settled
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("paths",))
+    _VALID_ARGS = frozenset(("paths", "known"))
 
     def _render(self, name: str, extra: dict | None, task_vars: dict) -> str:
         """The template as ansible.builtin.template renders it (the template lookup: same search path, ansible_managed)."""
@@ -49,6 +51,13 @@ class ActionModule(ActionBase):
                 entry["content"] = self._read(entry.pop("src"))
             entry.pop("template_vars", None)
             entries.append(entry)
+        known = self._task.args.get("known")
+        if known is not None and not isinstance(known, dict):
+            raise AnsibleActionFail("host_files known must be the stat dict of package_state (path -> state), or omitted")
+        if known and all(entry_settled(entry, known.get(entry["path"])) for entry in entries):
+            # Every path is as wanted in this run's read of them: the module would change nothing.
+            result.update(changed=False, changed_paths=[], settled_by_read=True)
+            return result
         result.update(self._execute_module(module_name="cosyvoice.deploy.host_files",
                                            module_args={"paths": entries}, task_vars=task_vars))
         return result

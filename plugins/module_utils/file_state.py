@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
+import pwd
+import stat
 import tempfile
 
 MAX_DIFF_BYTES = 64 * 1024
@@ -68,3 +71,132 @@ def content_diff(path: str, data: bytes, existed: bool) -> dict | None:
     if before is None or after is None:
         return None
     return {"before_header": path, "after_header": path, "before": before, "after": after}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A path's state read in one place (package_state's `stat`), and whether an entry of host_files or a
+# file_tree is already what it asks for. The action plugins of host_files and file_tree decide with these on
+# the controller from a read their role made earlier in the same run: a settled path costs no module run.
+# Anything not read, or read otherwise than wanted, runs the module, which reads and repairs it itself.
+
+DEFAULT_ENTRY_MODES = {"directory": "0755", "file": "0644", "attributes": "0644"}
+# file_tree's purge does not descend into these directories (Python writes them next to the launcher).
+TREE_SKIPPED_DIRS = frozenset({"__pycache__"})
+
+
+def path_state(path: str) -> dict:
+    """What is at path, links not followed: {type: absent|directory|file|link|other, mode ('0644'), uid,
+    owner (name, or the uid as text), gid, group, sha256 (a file), target (a link)}."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return {"type": "absent"}
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            return {"type": "link", "target": os.readlink(path)}
+        except OSError:
+            return {"type": "other"}
+    kind = "directory" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+    state = {"type": kind, "mode": "%04o" % stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+             "owner": _user_name(st.st_uid), "group": _group_name(st.st_gid)}
+    if kind == "file":
+        state["sha256"] = sha256_of(path)
+    return state
+
+
+def tree_state(root: str) -> dict:
+    """path_state of root, with `tree`: {relative path: path_state} of everything below it (links not
+    followed, TREE_SKIPPED_DIRS not entered)."""
+    state = path_state(root)
+    if state["type"] != "directory":
+        return state
+    tree = {}
+    for current, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in TREE_SKIPPED_DIRS)
+        for name in [*dirs, *sorted(names)]:
+            full = os.path.join(current, name)
+            tree[os.path.relpath(full, root)] = path_state(full)
+    return {**state, "tree": tree}
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _same_mode(wanted: str | None, state: dict) -> bool:
+    """An octal mode as the entry gives it ('0644', '644'); anything else (symbolic) is not decided here."""
+    try:
+        return int(str(wanted), 8) == int(str(state.get("mode")), 8)
+    except (TypeError, ValueError):
+        return False
+
+
+def attributes_settled(state: dict, owner: str, group: str, mode: str | None) -> bool:
+    return (str(owner) in (state.get("owner"), str(state.get("uid")))
+            and str(group) in (state.get("group"), str(state.get("gid")))
+            and _same_mode(mode, state))
+
+
+def entry_settled(entry: dict, state: dict | None) -> bool:
+    """Whether the host_files module would leave this entry as it is (the host read as `state`); an entry
+    it would change, fail on, or that was not read (None) is not settled."""
+    if not isinstance(state, dict) or "type" not in state:
+        return False
+    kind = entry.get("state") or "file"
+    owner, group = entry.get("owner") or "root", entry.get("group") or "root"
+    mode = entry.get("mode") or DEFAULT_ENTRY_MODES.get(kind)
+    if kind == "absent":
+        return state["type"] == "absent"
+    if kind == "link":
+        return state["type"] == "link" and bool(entry.get("target")) and state.get("target") == entry["target"]
+    if kind == "attributes":
+        return state["type"] in ("absent", "link") or attributes_settled(state, owner, group, mode)
+    if kind == "directory":
+        return state["type"] == "directory" and attributes_settled(state, owner, group, mode)
+    if kind == "file":
+        content = entry.get("content")
+        return (state["type"] == "file" and isinstance(content, str)
+                and state.get("sha256") == hashlib.sha256(content.encode("utf-8")).hexdigest()
+                and attributes_settled(state, owner, group, mode))
+    return False
+
+
+def tree_settled(files: dict, state: dict | None, owner: str, group: str, file_mode: str, directory_mode: str,
+                 purge: bool) -> bool:
+    """Whether the file_tree module would leave dest as it is: files is {relative path: {sha256}}, state is
+    tree_state(dest) (None: not read)."""
+    if not isinstance(state, dict) or state.get("type") != "directory" or not isinstance(state.get("tree"), dict):
+        return False
+    tree = state["tree"]
+    if not attributes_settled(state, owner, group, directory_mode):
+        return False
+    parents = set()
+    for rel in files:
+        parent = os.path.dirname(rel)
+        while parent:
+            parents.add(parent)
+            parent = os.path.dirname(parent)
+    for rel in parents:
+        found = tree.get(rel) or {}
+        if found.get("type") != "directory" or not attributes_settled(found, owner, group, directory_mode):
+            return False
+    for rel, spec in files.items():
+        found = tree.get(rel) or {}
+        if (found.get("type") != "file" or found.get("sha256") != spec.get("sha256")
+                or not attributes_settled(found, owner, group, file_mode)):
+            return False
+    if purge:
+        extra = [rel for rel, found in tree.items() if found.get("type") != "directory" and rel not in files]
+        if extra:
+            return False
+    return True

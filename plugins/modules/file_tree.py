@@ -65,6 +65,15 @@ options:
     description:
       - Set by the action plugin, not by tasks. Relative path -> C(content) (base64) and C(sha256).
     type: dict
+  known:
+    description:
+      - The role's read of these paths earlier in the same run, as M(cosyvoice.deploy.package_state) returns it
+        (RV(cosyvoice.deploy.package_state#module:stat)). When it shows every path as wanted, the action plugin
+        reports no change without running the module (no round trip to the host); otherwise, or without it, the
+        module reads and repairs the paths itself. Give it only when nothing else in the role writes these paths
+        between that read and this task.
+    type: dict
+    version_added: "1.13.0"
 attributes:
   check_mode:
     support: full
@@ -98,6 +107,11 @@ count:
   description: Number of files in the tree.
   returned: always
   type: int
+settled_by_read:
+  description: True when O(known) showed everything as wanted, so the module did not run.
+  returned: when the module did not run
+  type: bool
+  version_added: "1.13.0"
 """
 
 import base64
@@ -186,6 +200,7 @@ def main() -> None:
             "purge": {"type": "bool", "default": False},
             "exclude": {"type": "list", "elements": "str", "default": ["__pycache__", "*.pyc", ".*"]},
             "files": {"type": "dict", "required": True, "no_log": True},
+            "known": {"type": "dict"},
         },
         supports_check_mode=True,
     )

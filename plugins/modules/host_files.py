@@ -74,6 +74,15 @@ options:
             temporary copy (as the C(validate) of M(ansible.builtin.template)). Run only when the content
             differs; a failure leaves the old file in place and fails the task.
         type: str
+  known:
+    description:
+      - The role's read of these paths earlier in the same run, as M(cosyvoice.deploy.package_state) returns it
+        (RV(cosyvoice.deploy.package_state#module:stat)). When it shows every path as wanted, the action plugin
+        reports no change without running the module (no round trip to the host); otherwise, or without it, the
+        module reads and repairs the paths itself. Give it only when nothing else in the role writes these paths
+        between that read and this task.
+    type: dict
+    version_added: "1.13.0"
 attributes:
   check_mode:
     support: full
@@ -97,6 +106,11 @@ changed_paths:
   returned: always
   type: list
   elements: str
+settled_by_read:
+  description: True when O(known) showed everything as wanted, so the module did not run.
+  returned: when the module did not run
+  type: bool
+  version_added: "1.13.0"
 """
 
 import hashlib
@@ -219,6 +233,7 @@ def main() -> None:
                     "validate": {"type": "str"},
                 },
             },
+            "known": {"type": "dict"},
         },
         supports_check_mode=True,
     )

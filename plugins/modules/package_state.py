@@ -70,6 +70,24 @@ options:
         description: Levels to look into, as M(ansible.builtin.find)'s O(ansible.builtin.find#module:depth) (1 - only the entries of each path).
         type: int
         default: 1
+  stat:
+    description:
+      - Also read what is at each of O(stat.paths), and everything below each of O(stat.trees) (RV(stat)), so that
+        the role's later M(cosyvoice.deploy.host_files) and M(cosyvoice.deploy.file_tree) tasks, given this read as
+        their O(cosyvoice.deploy.host_files#module:known), need no module run for paths already as wanted.
+    type: dict
+    version_added: "1.13.0"
+    suboptions:
+      paths:
+        description: Paths to read (links not followed).
+        type: list
+        elements: path
+        default: []
+      trees:
+        description: Directories to read with all they hold (C(__pycache__) not entered).
+        type: list
+        elements: path
+        default: []
 extends_documentation_fragment:
   - cosyvoice.deploy.read_only
 """
@@ -146,6 +164,16 @@ files:
   elements: dict
   sample: [{path: /etc/systemd/system/cosyvoice.service, isreg: true},
            {path: /etc/systemd/system/cosyvoice.service.d/override.conf, isreg: true}]
+stat:
+  description:
+    - Only with O(stat). For each path of O(stat.paths) and O(stat.trees) - C(type) (C(absent), C(directory), C(file),
+      C(link) or C(other)), and for a directory or a file C(mode) (octal text), C(uid), C(owner), C(gid), C(group),
+      for a file its C(sha256), for a link its C(target); a tree's root also C(tree), the same for every path below
+      it, by relative path.
+  returned: when O(stat) is given
+  type: dict
+  sample: {/opt/cosyvoice: {type: directory, mode: "0755", uid: 0, owner: root, gid: 0, group: root},
+           /etc/cosyvoice/auth.json: {type: absent}}
 """
 
 import fnmatch
@@ -154,6 +182,7 @@ import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import path_state, tree_state
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import bad_names, missing_packages
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.systemd import parse_show_units
 
@@ -241,7 +270,10 @@ def main() -> None:
                                           "files": {"type": "dict", "options": {
                                               "paths": {"type": "list", "elements": "path", "required": True},
                                               "patterns": {"type": "list", "elements": "str", "required": True},
-                                              "depth": {"type": "int", "default": 1}}}},
+                                              "depth": {"type": "int", "default": 1}}},
+                                          "stat": {"type": "dict", "options": {
+                                              "paths": {"type": "list", "elements": "path", "default": []},
+                                              "trees": {"type": "list", "elements": "path", "default": []}}}},
                            supports_check_mode=True)
     names = module.params["names"]
     bad = bad_names(names)
@@ -265,6 +297,10 @@ def main() -> None:
     if module.params["files"]:
         spec = module.params["files"]
         result["files"] = find_files(spec["paths"], spec["patterns"], max(1, spec["depth"]))
+    if module.params["stat"]:
+        spec = module.params["stat"]
+        result["stat"] = {**{path: path_state(path) for path in spec["paths"]},
+                          **{path: tree_state(path) for path in spec["trees"]}}
     module.exit_json(**result)
 
 
