@@ -21,7 +21,9 @@ description:
   - With O(login=gradio) a form login (POST O(login_url), C(username), C(password), no redirects) and, with its
     cookie, a GET of O(authed_url); with O(login=basic) a GET of O(authed_url) with HTTP basic auth. Both only
     when the request without credentials got an HTTP answer.
-  - A connection to each of O(exposure_ports) (parallel, 1 s each), ports that must not answer users.
+  - A connection to each of O(exposure_ports) (parallel), ports that must not answer users. Each gets
+    ten times the time the first connection to a public port took (at least 0.25 s, at most 1 s; 1 s when
+    no public port answered, RV(silence_wait)), since an open or closed port answers within one round trip.
   - O(closed_port) must not accept a connection (retried for 2 s, as C(wait_for) with C(state=stopped)).
   - The ports that must not answer are tried alongside the users' requests (a dropped one costs its
     timeout once, not on top of them).
@@ -114,7 +116,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 tcp:
-  description: One entry per port of O(tcp_ports).
+  description: One entry per port of O(tcp_ports); C(rtt) is the time of the connection that worked.
   returned: always
   type: list
   elements: dict
@@ -144,6 +146,11 @@ closed:
   description: O(closed_port) - C(port), C(reachable) (it accepted connections for 2 s), C(msg). Empty when skipped.
   returned: always
   type: dict
+silence_wait:
+  description: Seconds each try of O(exposure_ports) and O(closed_port) waited for an answer.
+  returned: always
+  type: float
+  version_added: "1.13.0"
 """
 
 import base64
@@ -178,7 +185,12 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 CLOSED_WAIT_S = 2.0
+# How long a port that must not answer is given to answer: a SYN-ACK (or a reset) comes back within one
+# round trip, so after a public port was reached the wait is that connect's time x SILENCE_RTT_FACTOR, kept
+# between SILENCE_MIN_S and EXPOSURE_TIMEOUT_S (nmap scales its timeouts the same way); 1 s without a sample.
 EXPOSURE_TIMEOUT_S = 1.0
+SILENCE_MIN_S = 0.25
+SILENCE_RTT_FACTOR = 10
 RETRY_PAUSE_S = 0.5
 # What of fetch_url's answer the result keeps (never cookies, headers with secrets, or bodies).
 _KEEP = ("status", "msg", "url", "location", "elapsed")
@@ -200,9 +212,11 @@ def tcp_check(address: str, port: int, timeout: float) -> dict[str, Any]:
     deadline = start + timeout
     while True:
         left = max(deadline - time.monotonic(), 0.1)
+        tried = time.monotonic()
         state, error = connect_once(address, port, min(left, timeout))
         if state == "open":
-            return {"port": port, "ok": True, "msg": "", "elapsed": round(time.monotonic() - start, 3)}
+            return {"port": port, "ok": True, "msg": "", "elapsed": round(time.monotonic() - start, 3),
+                    "rtt": round(time.monotonic() - tried, 4)}
         if time.monotonic() + RETRY_PAUSE_S >= deadline:
             break
         time.sleep(RETRY_PAUSE_S)
@@ -211,24 +225,32 @@ def tcp_check(address: str, port: int, timeout: float) -> dict[str, Any]:
             "msg": f"Timeout when waiting for {address}:{port} ({reason})"}
 
 
-def exposure(address: str, ports: list[int]) -> dict[str, str]:
-    """Each port tried once, in parallel: open | refused | timeout | error."""
+def silence_wait(tcp: list[dict[str, Any]]) -> float:
+    """How long a must-not-answer port gets (see SILENCE_RTT_FACTOR), from the public ports' first connects."""
+    samples = [t["rtt"] for t in tcp if t.get("ok") and t.get("rtt") is not None]
+    if not samples:
+        return EXPOSURE_TIMEOUT_S
+    return round(min(EXPOSURE_TIMEOUT_S, max(SILENCE_MIN_S, SILENCE_RTT_FACTOR * max(samples))), 3)
+
+
+def exposure(address: str, ports: list[int], wait: float = EXPOSURE_TIMEOUT_S) -> dict[str, str]:
+    """Each port tried once, in parallel, for `wait` seconds: open | refused | timeout | error."""
     if not ports:
         return {}
 
     def one(port: int) -> str:
-        state = connect_once(address, port, EXPOSURE_TIMEOUT_S)[0]
+        state = connect_once(address, port, wait)[0]
         return state if state in ("open", REFUSED, TIMEOUT) else ERROR
 
     with ThreadPoolExecutor(max_workers=min(16, len(ports))) as pool:
         return dict(zip(map(str, ports), pool.map(one, ports)))
 
 
-def closed_check(address: str, port: int) -> dict[str, Any]:
-    """The port must stop accepting connections within 2 s (wait_for state=stopped)."""
+def closed_check(address: str, port: int, wait: float = EXPOSURE_TIMEOUT_S) -> dict[str, Any]:
+    """The port must stop accepting connections within 2 s (wait_for state=stopped); each try waits `wait`."""
     deadline = time.monotonic() + CLOSED_WAIT_S
     while True:
-        if connect_once(address, port, 1.0)[0] != "open":
+        if connect_once(address, port, wait)[0] != "open":
             return {"port": port, "reachable": False, "msg": ""}
         if time.monotonic() >= deadline:
             return {"port": port, "reachable": True,
@@ -277,20 +299,22 @@ def request(module: Any, url: str, timeout: float, method: str = "GET", data: An
 def probe(module: Any) -> dict[str, Any]:
     p = module.params
     address = p["address"]
+    tcp = [tcp_check(address, port, p["connect_timeout"]) for port in p["tcp_ports"]]
+    wait = silence_wait(tcp)
     # The ports that must not answer are tried alongside the users' requests: a port that a
-    # firewall drops costs its 1 s timeout once, not on top of the requests.
+    # firewall drops costs its wait once, not on top of the requests.
     with ThreadPoolExecutor(max_workers=2) as background:
-        exposed = background.submit(exposure, address, p["exposure_ports"])
-        closed = background.submit(closed_check, address, p["closed_port"]) if p["closed_port"] else None
-        result = client_checks(module, address)
-        result.update(changed=False, exposed=exposed.result(), closed=closed.result() if closed else {})
+        exposed = background.submit(exposure, address, p["exposure_ports"], wait)
+        closed = background.submit(closed_check, address, p["closed_port"], wait) if p["closed_port"] else None
+        result = client_checks(module, tcp)
+        result.update(changed=False, exposed=exposed.result(), closed=closed.result() if closed else {},
+                      silence_wait=wait)
     return result
 
 
-def client_checks(module: Any, address: str) -> dict[str, Any]:
-    """TCP to the public ports, the URL without credentials, then the login (only after an HTTP answer)."""
+def client_checks(module: Any, tcp: list[dict[str, Any]]) -> dict[str, Any]:
+    """The public ports' TCP results, the URL without credentials, then the login (only after an HTTP answer)."""
     p = module.params
-    tcp = [tcp_check(address, port, p["connect_timeout"]) for port in p["tcp_ports"]]
     result: dict[str, Any] = {"tcp": tcp, "http": {}, "login": {}, "authed": {}}
     if not p["url"]:
         return result

@@ -148,7 +148,8 @@ def test_documentation_matches_the_argument_spec() -> None:
     for name, spec in cp.ARGUMENT_SPEC.items():
         assert doc["options"][name]["type"] == spec["type"], name
         assert doc["options"][name].get("default") == spec.get("default"), name
-    assert set(yaml.safe_load(cp.RETURN)) == {"tcp", "http", "login", "authed", "exposed", "closed"}
+    assert set(yaml.safe_load(cp.RETURN)) == {"tcp", "http", "login", "authed", "exposed", "closed",
+                                                 "silence_wait"}
     yaml.safe_load(cp.EXAMPLES)
 
 
@@ -173,3 +174,30 @@ def test_dropped_must_be_closed_ports_cost_no_extra_time(server: int, capsys: py
     assert _time.monotonic() - started < 1.5  # 0.8 s of requests and 0.8 s of drops, side by side
     assert out["exposed"] == {"1": "timeout"} and out["closed"]["reachable"] is False
     assert out["http"]["status"] == 200
+
+
+def test_the_wait_for_silence_scales_with_the_round_trip() -> None:
+    """A port that must not answer gets 10 round trips of a public port (0.25 s .. 1 s); 1 s without one."""
+    assert cp.silence_wait([]) == cp.EXPOSURE_TIMEOUT_S
+    assert cp.silence_wait([{"ok": False, "rtt": None}]) == cp.EXPOSURE_TIMEOUT_S
+    assert cp.silence_wait([{"ok": True, "rtt": 0.0002}]) == cp.SILENCE_MIN_S  # loopback, a LAN
+    assert cp.silence_wait([{"ok": True, "rtt": 0.05}]) == 0.5
+    assert cp.silence_wait([{"ok": True, "rtt": 0.3}, {"ok": True, "rtt": 0.01}]) == cp.EXPOSURE_TIMEOUT_S
+
+
+def test_a_reached_public_port_shortens_the_wait_for_dropped_ports(server: int, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    waits = []
+    real = cp.connect_once
+
+    def drop(address: str, port: int, timeout: float) -> tuple[str, str]:
+        if port == 1:
+            waits.append(timeout)
+            return "timeout", "timed out"
+        return real(address, port, timeout)
+
+    monkeypatch.setattr(cp, "connect_once", drop)
+    out = run({"tcp_ports": [server], "exposure_ports": [1], "closed_port": 1}, capsys)
+    assert out["tcp"][0]["ok"] and out["tcp"][0]["rtt"] < 0.025
+    assert out["silence_wait"] == cp.SILENCE_MIN_S and waits == [cp.SILENCE_MIN_S] * 2
+    assert out["exposed"] == {"1": "timeout"} and out["closed"]["reachable"] is False
