@@ -172,15 +172,24 @@ def test_sft_without_pretrained_voices_is_a_clear_error(base_url, offline):
         client.call_ui("synthesize", "hello", "sft", "", "", None, "", 0, 1.0)
 
 
+CONTROLLER_INCOMPLETE = "/tmp/cosyvoice-real-incomplete-model"
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["-e", "cosyvoice_python=3.12"], "cosyvoice_python is Python 3.12"),
     (["-e", "cosyvoice_python=/usr/bin/python3.12"], "cosyvoice_python=/usr/bin/python3.12 does not run on"),
     (["-e", "cosyvoice_model_source=local", "-e", "cosyvoice_model_local_path=/srv/incomplete-model"],
      "cosyvoice_model_local_path=/srv/incomplete-model is missing flow.pt, hift.pt"),
+    # The same model directory on the controller (cosyvoice_model_source controller, this scenario's).
+    (["-e", f"cosyvoice_model_controller_path={CONTROLLER_INCOMPLETE}"],
+     f"cosyvoice_model_controller_path={CONTROLLER_INCOMPLETE} is missing flow.pt, hift.pt, campplus.onnx"),
 ])
 def test_bad_input_fails_before_any_change(host, extra, message):
     host.run_expect([0], "mkdir -p /srv/incomplete-model/CosyVoice-BlankEN && "
                          "touch /srv/incomplete-model/cosyvoice3.yaml /srv/incomplete-model/llm.pt")
+    (Path(CONTROLLER_INCOMPLETE) / "CosyVoice-BlankEN").mkdir(parents=True, exist_ok=True)
+    for name in ("cosyvoice3.yaml", "llm.pt"):
+        (Path(CONTROLLER_INCOMPLETE) / name).touch()
     before = _service_state(host)
     proc = ansible_playbook(SITE, *extra)
     out = proc.stdout + proc.stderr
