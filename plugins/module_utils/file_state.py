@@ -119,6 +119,17 @@ def tree_state(root: str) -> dict:
     return {**state, "tree": tree}
 
 
+def parent_dirs(files) -> set[str]:
+    """Every directory below a tree's root that holds one of `files` (relative paths), with its own parents."""
+    dirs = set()
+    for rel in files:
+        parent = os.path.dirname(rel)
+        while parent:
+            dirs.add(parent)
+            parent = os.path.dirname(parent)
+    return dirs
+
+
 def _user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -180,13 +191,7 @@ def tree_settled(files: dict, state: dict | None, owner: str, group: str, file_m
     tree = state["tree"]
     if not attributes_settled(state, owner, group, directory_mode):
         return False
-    parents = set()
-    for rel in files:
-        parent = os.path.dirname(rel)
-        while parent:
-            parents.add(parent)
-            parent = os.path.dirname(parent)
-    for rel in parents:
+    for rel in parent_dirs(files):
         found = tree.get(rel) or {}
         if found.get("type") != "directory" or not attributes_settled(found, owner, group, directory_mode):
             return False

@@ -65,20 +65,13 @@ options:
     description:
       - Set by the action plugin, not by tasks. Relative path -> C(content) (base64) and C(sha256).
     type: dict
-  known:
-    description:
-      - The role's read of these paths earlier in the same run, as M(cosyvoice.deploy.package_state) returns it
-        (RV(cosyvoice.deploy.package_state#module:stat)). When it shows every path as wanted, the action plugin
-        reports no change without running the module (no round trip to the host); otherwise, or without it, the
-        module reads and repairs the paths itself. Give it only when nothing else in the role writes these paths
-        between that read and this task.
-    type: dict
-    version_added: "1.13.0"
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
+extends_documentation_fragment:
+  - cosyvoice.deploy.known_state
 """
 
 EXAMPLES = r"""
@@ -120,7 +113,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import (
+    TREE_SKIPPED_DIRS,
     content_diff,
+    parent_dirs,
     sha256_of,
     write_atomic,
 )
@@ -167,7 +162,7 @@ def _install(module: AnsibleModule, dest: str, rel: str, spec: dict, result: dic
 
 def _purge(module: AnsibleModule, dest: str, wanted: set[str], result: dict) -> None:
     for root, dirs, names in os.walk(dest):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        dirs[:] = [d for d in dirs if d not in TREE_SKIPPED_DIRS]
         for name in names:
             rel = os.path.relpath(os.path.join(root, name), dest)
             if rel not in wanted:
@@ -175,17 +170,6 @@ def _purge(module: AnsibleModule, dest: str, wanted: set[str], result: dict) -> 
                 result["changed"] = True
                 if not module.check_mode:
                     os.unlink(os.path.join(root, name))
-
-
-def _parents(files) -> set[str]:
-    """Every directory below dest that holds a file, with its own parents."""
-    dirs = set()
-    for rel in files:
-        parent = os.path.dirname(rel)
-        while parent:
-            dirs.add(parent)
-            parent = os.path.dirname(parent)
-    return dirs
 
 
 def main() -> None:
@@ -211,7 +195,7 @@ def main() -> None:
         if os.path.isabs(rel) or os.path.normpath(rel).startswith(".."):
             module.fail_json(msg=f"{rel!r}: file paths must be relative and stay inside dest")
     _ensure_dir(module, dest, result)
-    for rel in sorted(_parents(files)):
+    for rel in sorted(parent_dirs(files)):
         _ensure_dir(module, os.path.join(dest, rel), result)
     for rel in sorted(files):
         _install(module, dest, rel, files[rel], result)

@@ -74,20 +74,13 @@ options:
             temporary copy (as the C(validate) of M(ansible.builtin.template)). Run only when the content
             differs; a failure leaves the old file in place and fails the task.
         type: str
-  known:
-    description:
-      - The role's read of these paths earlier in the same run, as M(cosyvoice.deploy.package_state) returns it
-        (RV(cosyvoice.deploy.package_state#module:stat)). When it shows every path as wanted, the action plugin
-        reports no change without running the module (no round trip to the host); otherwise, or without it, the
-        module reads and repairs the paths itself. Give it only when nothing else in the role writes these paths
-        between that read and this task.
-    type: dict
-    version_added: "1.13.0"
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
+extends_documentation_fragment:
+  - cosyvoice.deploy.known_state
 """
 
 EXAMPLES = r"""
@@ -119,18 +112,18 @@ import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import (
+    DEFAULT_ENTRY_MODES,
     content_diff,
     sha256_of,
     write_atomic,
 )
 
-DEFAULT_MODES = {"directory": "0755", "file": "0644", "attributes": "0644"}
 
 
 def _attributes(module: AnsibleModule, entry: dict, changed: bool) -> bool:
     args = module.load_file_common_arguments({
         "path": entry["path"], "owner": entry["owner"], "group": entry["group"],
-        "mode": entry["mode"] or DEFAULT_MODES[entry["state"]],
+        "mode": entry["mode"] or DEFAULT_ENTRY_MODES[entry["state"]],
     })
     return module.set_fs_attributes_if_different(args, changed)
 
