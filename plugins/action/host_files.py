@@ -14,7 +14,7 @@ from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("paths", "known"))
+    _VALID_ARGS = frozenset(("paths", "known", "known_key"))
 
     def _render(self, name: str, extra: dict | None, task_vars: dict) -> str:
         """The template as ansible.builtin.template renders it (the template lookup: same search path, ansible_managed)."""
@@ -54,7 +54,8 @@ class ActionModule(ActionBase):
         known = self._task.args.get("known")
         if known is not None and not isinstance(known, dict):
             raise AnsibleActionFail("host_files known must be the stat dict of package_state (path -> state), or omitted")
-        if known and all(entry_settled(entry, known.get(entry["path"])) for entry in entries):
+        key = self._task.args.get("known_key") or None
+        if known and all(entry_settled(entry, known.get(entry["path"]), key) for entry in entries):
             # Every path is as wanted in this run's read of them: the module would change nothing.
             result.update(changed=False, changed_paths=[], settled_by_read=True)
             return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import hmac
 import os
 import pwd
 import stat
@@ -20,6 +21,22 @@ def sha256_of(path: str) -> str | None:
     try:
         with open(path, "rb") as handle:
             return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def hmac_of(data: bytes, key: str) -> str:
+    """HMAC-SHA-256 of data under key: what a read returns instead of the sha256 of a secret file, so that
+    the result (shown with -v, kept in registered variables) is no unsalted hash of a password; only the
+    holder of the run's key can compare it."""
+    return hmac.new(key.encode("utf-8"), data, hashlib.sha256).hexdigest()
+
+
+def keyed_digest_of(path: str, key: str) -> str | None:
+    """hmac_of a regular file's content; None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return hmac_of(handle.read(), key)
     except OSError:
         return None
 
@@ -84,9 +101,10 @@ DEFAULT_ENTRY_MODES = {"directory": "0755", "file": "0644", "attributes": "0644"
 TREE_SKIPPED_DIRS = frozenset({"__pycache__"})
 
 
-def path_state(path: str) -> dict:
+def path_state(path: str, key: str | None = None) -> dict:
     """What is at path, links not followed: {type: absent|directory|file|link|other, mode ('0644'), uid,
-    owner (name, or the uid as text), gid, group, sha256 (a file), target (a link)}."""
+    owner (name, or the uid as text), gid, group, sha256 (a file), target (a link)}. With key (a secret
+    file): hmac (hmac_of the content) instead of sha256."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -100,8 +118,22 @@ def path_state(path: str) -> dict:
     state = {"type": kind, "mode": "%04o" % stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
              "owner": _user_name(st.st_uid), "group": _group_name(st.st_gid)}
     if kind == "file":
-        state["sha256"] = sha256_of(path)
+        if key:
+            state["hmac"] = keyed_digest_of(path, key)
+        else:
+            state["sha256"] = sha256_of(path)
     return state
+
+
+def path_type(path: str) -> dict:
+    """{type: absent|directory|file|link|other} of path, links not followed: nothing else read (no digest of
+    a large file)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return {"type": "absent"}
+    return {"type": "link" if stat.S_ISLNK(mode) else "directory" if stat.S_ISDIR(mode)
+            else "file" if stat.S_ISREG(mode) else "other"}
 
 
 def tree_state(root: str) -> dict:
@@ -158,9 +190,20 @@ def attributes_settled(state: dict, owner: str, group: str, mode: str | None) ->
             and _same_mode(mode, state))
 
 
-def entry_settled(entry: dict, state: dict | None) -> bool:
+def content_settled(content, state: dict, key: str | None = None) -> bool:
+    """Whether a file read as `state` holds content: its sha256, or its hmac under key (a secret file)."""
+    if not isinstance(content, str):
+        return False
+    data = content.encode("utf-8")
+    if "hmac" in state:
+        return bool(key) and state["hmac"] is not None and hmac.compare_digest(state["hmac"], hmac_of(data, key))
+    return state.get("sha256") == hashlib.sha256(data).hexdigest()
+
+
+def entry_settled(entry: dict, state: dict | None, key: str | None = None) -> bool:
     """Whether the host_files module would leave this entry as it is (the host read as `state`); an entry
-    it would change, fail on, or that was not read (None) is not settled."""
+    it would change, fail on, or that was not read (None) is not settled. key: the one the read used for
+    secret files (their state has hmac, not sha256)."""
     if not isinstance(state, dict) or "type" not in state:
         return False
     kind = entry.get("state") or "file"
@@ -175,9 +218,7 @@ def entry_settled(entry: dict, state: dict | None) -> bool:
     if kind == "directory":
         return state["type"] == "directory" and attributes_settled(state, owner, group, mode)
     if kind == "file":
-        content = entry.get("content")
-        return (state["type"] == "file" and isinstance(content, str)
-                and state.get("sha256") == hashlib.sha256(content.encode("utf-8")).hexdigest()
+        return (state["type"] == "file" and content_settled(entry.get("content"), state, key)
                 and attributes_settled(state, owner, group, mode))
     return False
 

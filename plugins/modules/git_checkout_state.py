@@ -22,6 +22,8 @@ description:
     the network.
   - Anything unreadable (no git, no checkout, a command failing) makes RV(current) false; the role then runs
     M(ansible.builtin.git), which decides.
+  - With O(env), the same run also reads what M(cosyvoice.deploy.python_env_state) reads (RV(env)), so that a
+    role whose checkout is RV(current) - nothing will rewrite it - needs no second read of the environment.
   - Read-only; check mode runs it too. Environment variables of the task (e.g. C(GIT_CONFIG_*)) apply.
 version_added: "1.11.0"
 options:
@@ -37,6 +39,35 @@ options:
     description: The pinned version; only a full 40-character commit id can be RV(current).
     type: str
     required: true
+  env:
+    description:
+      - Also read the Python environment built from this checkout, with the options of
+        M(cosyvoice.deploy.python_env_state) (RV(env)). Read only when the checkout is RV(current) (the
+        requirements of a checkout about to be replaced decide nothing); O(env.requirements_required) applies
+        then.
+    type: dict
+    version_added: "1.14.0"
+    suboptions:
+      requirements:
+        description: The requirements file to read (in the checkout).
+        type: path
+        required: true
+      requirements_required:
+        description: Fail when O(env.requirements) cannot be read (in a current checkout).
+        type: bool
+        default: true
+      stamp:
+        description: The fingerprint file the last install wrote.
+        type: path
+        required: true
+      uv:
+        description: The C(uv) binary to ask for its version; empty asks nothing.
+        type: path
+        default: ""
+      venv:
+        description: The venv directory.
+        type: path
+        required: true
 extends_documentation_fragment:
   - cosyvoice.deploy.read_only
 """
@@ -76,12 +107,20 @@ why:
   description: Why RV(current) is false (empty when it is true).
   returned: always
   type: str
+env:
+  description:
+    - With O(env) and a RV(current) checkout, what M(cosyvoice.deploy.python_env_state) returns
+      (C(requirements_content), C(stamp), C(uv_version), C(venv_exists)); otherwise null.
+  returned: always
+  type: dict
+  version_added: "1.14.0"
 """
 
 import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.python_env import ENV_SPEC, read_env
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -119,11 +158,12 @@ def judge(version: str, resolved: str, head: str, origin: str, porcelain: str | 
 def main() -> None:
     module = AnsibleModule(argument_spec={"repo": {"type": "str", "required": True},
                                           "dest": {"type": "path", "required": True},
-                                          "version": {"type": "str", "required": True}},
+                                          "version": {"type": "str", "required": True},
+                                          "env": {"type": "dict", "options": ENV_SPEC}},
                            supports_check_mode=True)
     repo, dest, version = module.params["repo"], module.params["dest"], module.params["version"]
     git = module.get_bin_path("git")
-    result = {"changed": False, "repo": repo, "current": False, "head": "", "why": ""}
+    result = {"changed": False, "repo": repo, "current": False, "head": "", "why": "", "env": None}
     if not git:
         module.exit_json(**{**result, "why": "git is not installed"})
     rc, out, _ = module.run_command([git, "ls-remote", "--get-url", repo])
@@ -144,6 +184,8 @@ def main() -> None:
             rc, out, _ = module.run_command([git, "-C", dest, "submodule", "status", "--recursive"])
             submodules = out if rc == 0 else None
     why = judge(version, result["repo"], head, origin, porcelain, submodules)
+    if not why and module.params["env"]:
+        result["env"] = read_env(module, module.params["env"])
     module.exit_json(**{**result, "head": head, "current": not why, "why": why})
 
 

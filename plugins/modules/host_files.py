@@ -74,6 +74,13 @@ options:
             temporary copy (as the C(validate) of M(ansible.builtin.template)). Run only when the content
             differs; a failure leaves the old file in place and fails the task.
         type: str
+  known_key:
+    description:
+      - The key O(known)'s read used for its secret files (M(cosyvoice.deploy.package_state)'s
+        O(cosyvoice.deploy.package_state#module:stat.key)), under which their content is compared by HMAC. Without
+        it a secret file read that way is never taken as settled (the module reads it). Never logged.
+    type: str
+    version_added: "1.14.0"
 attributes:
   check_mode:
     support: full
@@ -227,6 +234,7 @@ def main() -> None:
                 },
             },
             "known": {"type": "dict"},
+            "known_key": {"type": "str", "no_log": True},
         },
         supports_check_mode=True,
     )

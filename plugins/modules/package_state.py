@@ -88,6 +88,30 @@ options:
         type: list
         elements: path
         default: []
+      types:
+        description:
+          - Paths whose type alone is read (C(absent), C(directory), C(file), C(link), C(other)) - no owner, mode or
+            digest; for large files whose presence is all that is checked, such as a model's weights.
+        type: list
+        elements: path
+        default: []
+        version_added: "1.14.0"
+      secret_paths:
+        description:
+          - Paths of files that hold secrets (a login file with passwords), read as O(stat.paths) but with
+            C(hmac), the HMAC-SHA-256 of the content under O(stat.key), instead of C(sha256), so that the result
+            holds no unsalted hash of a password and only who holds the key (the role, for this run) can compare it.
+          - Ignored without O(stat.key).
+        type: list
+        elements: path
+        default: []
+        version_added: "1.14.0"
+      key:
+        description:
+          - The key of the HMACs of O(stat.secret_paths), a random one per run, never logged (C(no_log)). Give the same
+            one to M(cosyvoice.deploy.host_files) as O(cosyvoice.deploy.host_files#module:known_key).
+        type: str
+        version_added: "1.14.0"
 extends_documentation_fragment:
   - cosyvoice.deploy.read_only
 """
@@ -170,6 +194,8 @@ stat:
       C(link) or C(other)), and for a directory or a file C(mode) (octal text), C(uid), C(owner), C(gid), C(group),
       for a file its C(sha256), for a link its C(target); a tree's root also C(tree), the same for every path below
       it, by relative path.
+    - For each of O(stat.types) only C(type); for each of O(stat.secret_paths) (with O(stat.key)) C(hmac) instead
+      of C(sha256).
   returned: when O(stat) is given
   type: dict
   sample: {/opt/cosyvoice: {type: directory, mode: "0755", uid: 0, owner: root, gid: 0, group: root},
@@ -182,7 +208,7 @@ import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import path_state, tree_state
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import path_state, path_type, tree_state
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import bad_names, missing_packages
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.systemd import parse_show_units
 
@@ -273,7 +299,10 @@ def main() -> None:
                                               "depth": {"type": "int", "default": 1}}},
                                           "stat": {"type": "dict", "options": {
                                               "paths": {"type": "list", "elements": "path", "default": []},
-                                              "trees": {"type": "list", "elements": "path", "default": []}}}},
+                                              "trees": {"type": "list", "elements": "path", "default": []},
+                                              "types": {"type": "list", "elements": "path", "default": []},
+                                              "secret_paths": {"type": "list", "elements": "path", "default": []},
+                                              "key": {"type": "str", "no_log": True}}}},
                            supports_check_mode=True)
     names = module.params["names"]
     bad = bad_names(names)
@@ -299,8 +328,11 @@ def main() -> None:
         result["files"] = find_files(spec["paths"], spec["patterns"], max(1, spec["depth"]))
     if module.params["stat"]:
         spec = module.params["stat"]
-        result["stat"] = {**{path: path_state(path) for path in spec["paths"]},
-                          **{path: tree_state(path) for path in spec["trees"]}}
+        result["stat"] = {**{path: path_type(path) for path in spec["types"]},
+                          **{path: path_state(path) for path in spec["paths"]},
+                          **{path: tree_state(path) for path in spec["trees"]},
+                          **({path: path_state(path, spec["key"]) for path in spec["secret_paths"]}
+                             if spec["key"] else {})}
     module.exit_json(**result)
 
 

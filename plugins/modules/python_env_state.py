@@ -78,54 +78,13 @@ venv_exists:
   type: bool
 """
 
-import base64
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-
-
-def read_bytes(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
-def uv_version(output: str) -> str:
-    """'0.5.11' from `uv --version` output ('uv 0.5.11 (c9bb5d4 2024-12-18)'); '' when it is not uv's answer."""
-    words = output.split()
-    return words[1] if len(words) >= 2 and words[0] == "uv" else ""
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.python_env import ENV_SPEC, read_env
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "requirements": {"type": "path", "required": True},
-            "requirements_required": {"type": "bool", "default": True},
-            "stamp": {"type": "path", "required": True},
-            "uv": {"type": "path", "default": ""},
-            "venv": {"type": "path", "required": True},
-        },
-        supports_check_mode=True,
-    )
-    params = module.params
-    requirements = read_bytes(params["requirements"])
-    if requirements is None and params["requirements_required"]:
-        module.fail_json(msg=f"Could not read {params['requirements']}: the checkout has no requirements file "
-                             "(is cosyvoice_version a commit of FunAudioLLM/CosyVoice?).")
-    stamp = read_bytes(params["stamp"])
-    version = ""
-    if params["uv"] and os.access(params["uv"], os.X_OK):
-        rc, out, _ = module.run_command([params["uv"], "--version"])
-        version = uv_version(out) if rc == 0 else ""
-    module.exit_json(
-        changed=False,
-        requirements_content=base64.b64encode(requirements).decode("ascii") if requirements is not None else None,
-        stamp=stamp.decode("utf-8", "replace").strip() if stamp is not None else "",
-        uv_version=version,
-        venv_exists=os.path.exists(os.path.join(params["venv"], "bin", "python")),
-    )
+    module = AnsibleModule(argument_spec=ENV_SPEC, supports_check_mode=True)
+    module.exit_json(changed=False, **read_env(module, module.params))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.python_env import uv_version
 from ansible_collections.cosyvoice.deploy.plugins.modules import python_env_state as pes
 
 
@@ -27,9 +28,9 @@ def fake_uv(path: Path, answer: str) -> Path:
 
 
 def test_uv_version_is_read_from_uvs_own_answer() -> None:
-    assert pes.uv_version("uv 0.5.11 (c9bb5d4 2024-12-18)\n") == "0.5.11"
-    assert pes.uv_version("uv 0.5.11\n") == "0.5.11"
-    assert pes.uv_version("") == "" and pes.uv_version("bash: uv: not found") == ""
+    assert uv_version("uv 0.5.11 (c9bb5d4 2024-12-18)\n") == "0.5.11"
+    assert uv_version("uv 0.5.11\n") == "0.5.11"
+    assert uv_version("") == "" and uv_version("bash: uv: not found") == ""
 
 
 def test_a_converged_environment_is_read_in_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
