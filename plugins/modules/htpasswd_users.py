@@ -97,69 +97,20 @@ removed:
 """
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import write_atomic
-
-try:
-    from passlib.apache import HtpasswdFile
-except ImportError:  # pragma: no cover - reported by main()
-    HtpasswdFile = None
-    PASSLIB_ERROR = traceback.format_exc()
-else:
-    PASSLIB_ERROR = None
-
-
-def load(path: str, scheme: str):
-    """The file as passlib reads it, and whether it could be read (a missing file is empty and readable)."""
-    if not os.path.exists(path):
-        return HtpasswdFile(default_scheme=scheme), True
-    try:
-        return HtpasswdFile(path, default_scheme=scheme), True
-    except (ValueError, UnicodeDecodeError):
-        return HtpasswdFile(default_scheme=scheme), False
-
-
-def reconcile(ht, users: list[dict]) -> dict[str, list[str]]:
-    """Make ht hold exactly `users`; what was added, rehashed and removed (names only)."""
-    wanted = [user["name"] for user in users]
-    changes: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
-    for name in [n for n in ht.users() if n not in wanted]:
-        ht.delete(name)
-        changes["removed"].append(name)
-    for user in users:
-        try:
-            match = ht.check_password(user["name"], user["password"])
-        except ValueError:  # a hash passlib cannot identify: rehashed
-            match = False
-        if match is None:
-            changes["added"].append(user["name"])
-        elif match:
-            continue
-        else:
-            changes["updated"].append(user["name"])
-        ht.set_password(user["name"], user["password"])
-    return changes
-
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.htpasswd import (
+    HTPASSWD_SPEC, load, passlib_missing, reconcile)
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "path": {"type": "path", "required": True},
-            "users": {"type": "list", "elements": "dict", "required": True,
-                      "options": {"name": {"type": "str", "required": True},
-                                  "password": {"type": "str", "required": True, "no_log": True}}},
-            "hash_scheme": {"type": "str", "default": "apr_md5_crypt",
-                            "choices": ["apr_md5_crypt", "sha256_crypt", "sha512_crypt", "bcrypt"]},
-            "owner": {"type": "str", "default": "root"},
-            "group": {"type": "str", "default": "root"},
-            "mode": {"type": "str", "default": "0640"},
-        },
+        argument_spec=HTPASSWD_SPEC,
         supports_check_mode=True,
     )
-    if HtpasswdFile is None:
-        module.fail_json(msg=missing_required_lib("passlib (python3-passlib)"), exception=PASSLIB_ERROR)
+    error = passlib_missing()
+    if error:
+        module.fail_json(msg=missing_required_lib("passlib (python3-passlib)"), exception=error)
     path, users = module.params["path"], module.params["users"]
     names = [user["name"] for user in users]
     bad = [name for name in names if not name or ":" in name or any(c.isspace() for c in name)]

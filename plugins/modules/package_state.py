@@ -112,6 +112,83 @@ options:
             one to M(cosyvoice.deploy.host_files) as O(cosyvoice.deploy.host_files#module:known_key).
         type: str
         version_added: "1.14.0"
+  tls_selfsigned:
+    description:
+      - Also read a private key and its self-signed certificate as M(cosyvoice.deploy.tls_selfsigned_state) does,
+        with its options (RV(tls_selfsigned)) - the nginx_proxy role's first read, so that a converged host needs
+        no second module run for them. Without python3-cryptography on the host (not installed yet) RV(tls_selfsigned)
+        is null and the role reads them after installing it.
+    type: dict
+    version_added: "1.14.0"
+    suboptions:
+      key_path:
+        description: The private key (PEM).
+        type: path
+        required: true
+      cert_path:
+        description: The certificate (PEM).
+        type: path
+        required: true
+      key_type:
+        description: The wanted key type.
+        type: str
+        choices: [ECC, RSA]
+        default: ECC
+      key_size:
+        description: The wanted RSA key size in bits.
+        type: int
+        default: 3072
+      curve:
+        description: The wanted ECC curve.
+        type: str
+        default: secp256r1
+      renew_days:
+        description: Days before expiry when the certificate is due for renewal.
+        type: int
+        default: 30
+  htpasswd:
+    description:
+      - Also tell whether the htpasswd file already holds exactly these users, every password matching its hash,
+        with this owner, group and mode - what M(cosyvoice.deploy.htpasswd_users) with the same options would leave
+        as it is (RV(htpasswd_settled)). Passwords are never returned; they are C(no_log).
+    type: dict
+    version_added: "1.14.0"
+    suboptions:
+      path:
+        description: The htpasswd file.
+        type: path
+        required: true
+      users:
+        description: The users, C(name) and C(password).
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: The user name.
+            type: str
+            required: true
+          password:
+            description: The password.
+            type: str
+            required: true
+      hash_scheme:
+        description: The scheme of new hashes.
+        type: str
+        choices: [apr_md5_crypt, sha256_crypt, sha512_crypt, bcrypt]
+        default: apr_md5_crypt
+      owner:
+        description: The file's owner.
+        type: str
+        default: root
+      group:
+        description: The file's group.
+        type: str
+        default: root
+      mode:
+        description: The file's mode (octal text).
+        type: str
+        default: "0640"
 extends_documentation_fragment:
   - cosyvoice.deploy.read_only
 """
@@ -200,6 +277,18 @@ stat:
   type: dict
   sample: {/opt/cosyvoice: {type: directory, mode: "0755", uid: 0, owner: root, gid: 0, group: root},
            /etc/cosyvoice/auth.json: {type: absent}}
+tls_selfsigned:
+  description:
+    - Only with O(tls_selfsigned) - C(key) and C(certificate) as M(cosyvoice.deploy.tls_selfsigned_state) returns
+      them; null when python3-cryptography is not on the host.
+  returned: when O(tls_selfsigned) is given
+  type: dict
+  version_added: "1.14.0"
+htpasswd_settled:
+  description: Only with O(htpasswd) - whether the file is already as asked (false without python3-passlib).
+  returned: when O(htpasswd) is given
+  type: bool
+  version_added: "1.14.0"
 """
 
 import fnmatch
@@ -209,6 +298,9 @@ import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import path_state, path_type, tree_state
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.htpasswd import HTPASSWD_SPEC, htpasswd_settled
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.tls_state import (
+    SELFSIGNED_SPEC, cryptography_missing, read_selfsigned)
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import bad_names, missing_packages
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.systemd import parse_show_units
 
@@ -302,7 +394,9 @@ def main() -> None:
                                               "trees": {"type": "list", "elements": "path", "default": []},
                                               "types": {"type": "list", "elements": "path", "default": []},
                                               "secret_paths": {"type": "list", "elements": "path", "default": []},
-                                              "key": {"type": "str", "no_log": True}}}},
+                                              "key": {"type": "str", "no_log": True}}},
+                                          "tls_selfsigned": {"type": "dict", "options": SELFSIGNED_SPEC},
+                                          "htpasswd": {"type": "dict", "options": HTPASSWD_SPEC}},
                            supports_check_mode=True)
     names = module.params["names"]
     bad = bad_names(names)
@@ -333,6 +427,13 @@ def main() -> None:
                           **{path: tree_state(path) for path in spec["trees"]},
                           **({path: path_state(path, spec["key"]) for path in spec["secret_paths"]}
                              if spec["key"] else {})}
+    tls = module.params["tls_selfsigned"]
+    if tls:
+        result["tls_selfsigned"] = None if cryptography_missing() else read_selfsigned(tls)
+    ht = module.params["htpasswd"]
+    if ht:
+        result["htpasswd_settled"] = htpasswd_settled(ht["path"], ht["users"], ht["hash_scheme"], ht["owner"],
+                                                      ht["group"], ht["mode"])
     module.exit_json(**result)
 
 

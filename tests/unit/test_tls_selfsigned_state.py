@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ansible_collections.cosyvoice.deploy.plugins.filter.nginx_proxy import selfsigned_current
-from ansible_collections.cosyvoice.deploy.plugins.modules import tls_selfsigned_state as tss
+from ansible_collections.cosyvoice.deploy.plugins.module_utils import tls_state as tss
 
 NAMES = ["cv-demo.example.com", "172.17.0.2", "2001:db8::1"]
 NOW = datetime.datetime.now(datetime.timezone.utc)
