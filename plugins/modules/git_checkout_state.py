@@ -116,77 +116,13 @@ env:
   version_added: "1.14.0"
 """
 
-import os
-import re
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cosyvoice.deploy.plugins.module_utils.python_env import ENV_SPEC, read_env
-
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
-
-
-def changed_tracked(porcelain: str) -> list[str]:
-    """Lines of `git status --porcelain` about tracked files (untracked '??' ignored, as the git module does)."""
-    return [line for line in porcelain.splitlines() if line.strip() and not line.startswith("??")]
-
-
-def submodules_off(status: str) -> list[str]:
-    """Lines of `git submodule status --recursive` for submodules not at their recorded commit ('-' not
-    initialised, '+' another commit, 'U' merge conflicts)."""
-    return [line for line in status.splitlines() if line and line[0] != " "]
-
-
-def judge(version: str, resolved: str, head: str, origin: str, porcelain: str | None, submodules: str | None) -> str:
-    """Why the checkout is not current ('' when it is)."""
-    if not COMMIT.match(version.lower()):
-        return "the version is not a full commit id"
-    if not head:
-        return "no checkout"
-    if head != version.lower():
-        return f"HEAD is {head}"
-    if origin != resolved:
-        return f"origin is {origin or 'not set'}, not {resolved}"
-    if porcelain is None or submodules is None:
-        return "git status could not be read"
-    if changed_tracked(porcelain):
-        return f"tracked files changed: {', '.join(changed_tracked(porcelain)[:5])}"
-    if submodules_off(submodules):
-        return f"submodules not at their recorded commit: {', '.join(submodules_off(submodules)[:5])}"
-    return ""
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.git_checkout import CHECKOUT_SPEC, read_checkout
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={"repo": {"type": "str", "required": True},
-                                          "dest": {"type": "path", "required": True},
-                                          "version": {"type": "str", "required": True},
-                                          "env": {"type": "dict", "options": ENV_SPEC}},
-                           supports_check_mode=True)
-    repo, dest, version = module.params["repo"], module.params["dest"], module.params["version"]
-    git = module.get_bin_path("git")
-    result = {"changed": False, "repo": repo, "current": False, "head": "", "why": "", "env": None}
-    if not git:
-        module.exit_json(**{**result, "why": "git is not installed"})
-    rc, out, _ = module.run_command([git, "ls-remote", "--get-url", repo])
-    if rc == 0 and out.strip():
-        result["repo"] = out.strip()
-    head = origin = ""
-    porcelain = submodules = None
-    if os.path.isdir(os.path.join(dest, ".git")) or os.path.isfile(os.path.join(dest, ".git")):
-        rc, out, _ = module.run_command([git, "-C", dest, "rev-parse", "--verify", "HEAD"])
-        head = out.strip() if rc == 0 else ""
-        rc, out, _ = module.run_command([git, "-C", dest, "config", "--get", "remote.origin.url"])
-        origin = out.strip() if rc == 0 else ""
-        if head:
-            # GIT_OPTIONAL_LOCKS=0: status does not refresh (write) the index.
-            rc, out, _ = module.run_command([git, "-C", dest, "status", "--porcelain"],
-                                            environ_update={"GIT_OPTIONAL_LOCKS": "0"})
-            porcelain = out if rc == 0 else None
-            rc, out, _ = module.run_command([git, "-C", dest, "submodule", "status", "--recursive"])
-            submodules = out if rc == 0 else None
-    why = judge(version, result["repo"], head, origin, porcelain, submodules)
-    if not why and module.params["env"]:
-        result["env"] = read_env(module, module.params["env"])
-    module.exit_json(**{**result, "head": head, "current": not why, "why": why})
+    module = AnsibleModule(argument_spec=CHECKOUT_SPEC, supports_check_mode=True)
+    module.exit_json(changed=False, **read_checkout(module, module.params))
 
 
 if __name__ == "__main__":

@@ -112,6 +112,51 @@ options:
             one to M(cosyvoice.deploy.host_files) as O(cosyvoice.deploy.host_files#module:known_key).
         type: str
         version_added: "1.14.0"
+  checkout:
+    description:
+      - Also read a git checkout as M(cosyvoice.deploy.git_checkout_state) does, with its options (RV(checkout)) -
+        the cosyvoice role's first read, so that a converged host needs no module run of its own for it. Without
+        git on the host (not installed yet) RV(checkout) is null and the role reads it after installing git.
+      - The task's C(environment) (e.g. C(GIT_CONFIG_*) for C(insteadOf) rules) applies as it does to that module.
+    type: dict
+    version_added: "1.14.0"
+    suboptions:
+      repo:
+        description: The repository URL as configured (before C(insteadOf)).
+        type: str
+        required: true
+      dest:
+        description: The checkout's directory.
+        type: path
+        required: true
+      version:
+        description: The pinned version (a full commit id).
+        type: str
+        required: true
+      env:
+        description: The environment built from the checkout, as M(cosyvoice.deploy.git_checkout_state)'s O(cosyvoice.deploy.git_checkout_state#module:env).
+        type: dict
+        suboptions:
+          requirements:
+            description: The requirements file (in the checkout).
+            type: path
+            required: true
+          requirements_required:
+            description: Fail when it cannot be read (in a current checkout).
+            type: bool
+            default: true
+          stamp:
+            description: The fingerprint file the last install wrote.
+            type: path
+            required: true
+          uv:
+            description: The C(uv) binary to ask for its version; empty asks nothing.
+            type: path
+            default: ""
+          venv:
+            description: The venv directory.
+            type: path
+            required: true
   tls_selfsigned:
     description:
       - Also read a private key and its self-signed certificate as M(cosyvoice.deploy.tls_selfsigned_state) does,
@@ -289,6 +334,13 @@ htpasswd_settled:
   returned: when O(htpasswd) is given
   type: bool
   version_added: "1.14.0"
+checkout:
+  description:
+    - Only with O(checkout) - C(repo), C(current), C(head), C(why) and C(env) as
+      M(cosyvoice.deploy.git_checkout_state) returns them; null when git is not on the host.
+  returned: when O(checkout) is given
+  type: dict
+  version_added: "1.14.0"
 """
 
 import fnmatch
@@ -298,6 +350,8 @@ import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import path_state, path_type, tree_state
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.git_checkout import (
+    CHECKOUT_SPEC, GIT_MISSING, read_checkout)
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.htpasswd import HTPASSWD_SPEC, htpasswd_settled
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.tls_state import (
     SELFSIGNED_SPEC, cryptography_missing, read_selfsigned)
@@ -395,6 +449,7 @@ def main() -> None:
                                               "types": {"type": "list", "elements": "path", "default": []},
                                               "secret_paths": {"type": "list", "elements": "path", "default": []},
                                               "key": {"type": "str", "no_log": True}}},
+                                          "checkout": {"type": "dict", "options": CHECKOUT_SPEC},
                                           "tls_selfsigned": {"type": "dict", "options": SELFSIGNED_SPEC},
                                           "htpasswd": {"type": "dict", "options": HTPASSWD_SPEC}},
                            supports_check_mode=True)
@@ -427,6 +482,10 @@ def main() -> None:
                           **{path: tree_state(path) for path in spec["trees"]},
                           **({path: path_state(path, spec["key"]) for path in spec["secret_paths"]}
                              if spec["key"] else {})}
+    checkout = module.params["checkout"]
+    if checkout:
+        read = read_checkout(module, checkout)
+        result["checkout"] = None if read["why"] == GIT_MISSING else read
     tls = module.params["tls_selfsigned"]
     if tls:
         result["tls_selfsigned"] = None if cryptography_missing() else read_selfsigned(tls)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.git_checkout import judge
 from ansible_collections.cosyvoice.deploy.plugins.modules import git_checkout_state as gcs
 
 SHA = "ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40"
@@ -33,16 +34,16 @@ def run(args: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: p
 
 def test_judge_names_the_first_reason() -> None:
     clean = (SHA, "https://mirror/x.git", SHA, "https://mirror/x.git", "", " abc third_party/Matcha-TTS (heads/main)\n")
-    assert gcs.judge(*clean) == ""
-    assert gcs.judge("v1.0", *clean[1:]) == "the version is not a full commit id"
-    assert gcs.judge(SHA, clean[1], "", *clean[3:]) == "no checkout"
-    assert gcs.judge(SHA, clean[1], "0" * 40, *clean[3:]).startswith("HEAD is")
-    assert gcs.judge(SHA, clean[1], SHA, "https://github.com/x.git", *clean[4:]).startswith("origin is")
-    assert gcs.judge(*clean[:4], "?? notes.txt\n", clean[5]) == ""  # untracked files are not local changes
-    assert gcs.judge(*clean[:4], " M cosyvoice/cli/cosyvoice.py\n", clean[5]).startswith("tracked files changed")
-    assert gcs.judge(*clean[:4], "", "+abc third_party/Matcha-TTS\n").startswith("submodules not at")
-    assert gcs.judge(*clean[:4], "", "-abc third_party/Matcha-TTS\n").startswith("submodules not at")
-    assert gcs.judge(*clean[:4], None, clean[5]) == "git status could not be read"
+    assert judge(*clean) == ""
+    assert judge("v1.0", *clean[1:]) == "the version is not a full commit id"
+    assert judge(SHA, clean[1], "", *clean[3:]) == "no checkout"
+    assert judge(SHA, clean[1], "0" * 40, *clean[3:]).startswith("HEAD is")
+    assert judge(SHA, clean[1], SHA, "https://github.com/x.git", *clean[4:]).startswith("origin is")
+    assert judge(*clean[:4], "?? notes.txt\n", clean[5]) == ""  # untracked files are not local changes
+    assert judge(*clean[:4], " M cosyvoice/cli/cosyvoice.py\n", clean[5]).startswith("tracked files changed")
+    assert judge(*clean[:4], "", "+abc third_party/Matcha-TTS\n").startswith("submodules not at")
+    assert judge(*clean[:4], "", "-abc third_party/Matcha-TTS\n").startswith("submodules not at")
+    assert judge(*clean[:4], None, clean[5]) == "git status could not be read"
 
 
 @pytest.fixture

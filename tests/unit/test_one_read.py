@@ -160,3 +160,22 @@ def test_model_types_make_no_digest_of_large_files(tmp_path: Path, capsys) -> No
         handle.truncate(64 * 1024 * 1024)
     rc, out = run_package_state({"names": [], "stat": {"types": [str(big)]}}, capsys)
     assert rc == 0 and out["stat"][str(big)] == {"type": "file"}
+
+
+def test_package_state_reads_the_checkout_as_git_checkout_state(checkout, tmp_path, capsys,  # noqa: F811
+                                                                monkeypatch) -> None:
+    url, dest, head = checkout
+    (dest / "requirements.txt").write_text("torch==2.3.1\n")
+    env = {"requirements": str(dest / "requirements.txt"), "stamp": str(tmp_path / "stamp"),
+           "venv": str(tmp_path / "venv")}
+    args = {"repo": url, "dest": str(dest), "version": head, "env": env}
+    alone = run_checkout(args, capsys, monkeypatch)  # sets git's environment for both runs
+    rc, out = run_package_state({"names": [], "checkout": args}, capsys)
+    assert rc == 0 and alone["current"] is True
+    assert out["checkout"] == {k: alone[k] for k in ("repo", "current", "head", "why", "env")}
+    # No git on the host yet: no answer (the role reads again after installing git), not "not current".
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr("ansible.module_utils.basic.AnsibleModule.get_bin_path",
+                        lambda self, name, *a, **kw: None)
+    rc, out = run_package_state({"names": [], "checkout": args}, capsys)
+    assert rc == 0 and out["checkout"] is None
