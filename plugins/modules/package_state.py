@@ -2,8 +2,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: cosyvoice-deploy maintainers
 # Apache License 2.0
-"""Which of some packages are not installed (dpkg or rpm), and optionally the state of some units,
-users and groups: a role's first read of the host, in one run (read-only, fast)."""
+"""Which of some packages are not installed (dpkg or rpm), and optionally the state of some units, users,
+groups and paths, a git checkout, a self-signed key and certificate, and an htpasswd file: a role's first read
+of the host, in one run (read-only, fast)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ description:
     M(ansible.builtin.service), M(ansible.builtin.user) and M(ansible.builtin.group) for, so that those
     modules run only when the host is not already as wanted (one C(systemctl show) for all units; the
     account databases through the C(pwd), C(grp) and shadow files).
-  - Never returns a password hash (see RV(users)).
+  - With O(stat), O(checkout), O(tls_selfsigned) and O(htpasswd) it also reads what the role's later tasks
+    would otherwise read in module runs of their own (1.13.0, 1.14.0), with the same readers as the modules
+    named there (C(module_utils)); each answers null or false where it cannot read yet (a tool or library
+    the role installs later in the run), and the role then runs that module.
+  - Never returns a password hash (see RV(users)), a password, key material, or a plain digest of a secret
+    file (O(stat.secret_paths)).
   - Read-only; check mode runs it too.
 version_added: "1.5.0"
 options:
