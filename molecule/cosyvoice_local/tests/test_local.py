@@ -35,6 +35,14 @@ def test_no_login_file_without_users(host):
     assert "--auth-file" not in host.check_output("systemctl cat cosyvoice")
 
 
+def test_a_host_without_git_got_it_and_the_pinned_checkout(host):
+    """prepare.yml removed git: the preflight's read could not read the checkout, so the role read it after
+    installing git (source.yml's own read) and checked out the pin."""
+    assert host.package("git").is_installed
+    head = host.check_output("git -C /opt/cosyvoice/src rev-parse HEAD")
+    assert len(head) == 40 and host.run("git -C /opt/cosyvoice/src status --porcelain --untracked-files=no").stdout.strip() == ""
+
+
 def test_unit_names_the_exposure(host):
     unit = host.check_output("systemctl cat cosyvoice")
     assert "--host 127.0.0.1" in unit and "--port 7870" in unit and "--root-path /tts" in unit
