@@ -102,3 +102,22 @@ def test_watchdog_off_and_planned_restart_on_then_back(host):
     assert _timer_state(host, "cosyvoice-watchdog.timer") == (True, "active")
     assert host.file("/opt/cosyvoice/cosyvoice-watchdog").mode == 0o755
     assert _converge()["changed"] == 0
+
+
+def test_the_layer_alone_reads_the_host_itself(host):
+    """playbooks/cosyvoice.yml without site.yml's preflight: the role validates and takes its one read of the
+    host itself (tasks/host_read.yml), so a converged host is a no-op and a missing model still fails before
+    anything changes."""
+    proc = ansible_playbook("playbooks/cosyvoice.yml", "-e", "@molecule/shared/fixture-vars.yml")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert "host_read.yml" in proc.stdout  # included by main.yml, not skipped
+    assert next(iter(recap(proc.stdout).values()))["changed"] == 0
+    before = host.check_output("systemctl show -p ActiveEnterTimestamp cosyvoice")
+    proc = ansible_playbook("playbooks/cosyvoice.yml", "-e", "@molecule/shared/fixture-vars.yml",
+                            "-e", "cosyvoice_model_local_path=/srv/no-model-here")
+    assert proc.returncode != 0
+    assert "cosyvoice_model_local_path=/srv/no-model-here is missing cosyvoice3.yaml" in " ".join(proc.stdout.split())
+    counts = next(iter(recap(proc.stdout).values()))
+    assert counts["changed"] == 0 and counts["failed"] == 1
+    assert host.check_output("systemctl show -p ActiveEnterTimestamp cosyvoice") == before
+    assert _healthy(host)
