@@ -16,13 +16,19 @@ import tempfile
 MAX_DIFF_BYTES = 64 * 1024
 
 
-def sha256_of(path: str) -> str | None:
-    """SHA-256 of a regular file's content; None when it cannot be read."""
+def content_or_none(path: str) -> bytes | None:
+    """A file's content; None when it cannot be read."""
     try:
         with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
+            return handle.read()
     except OSError:
         return None
+
+
+def sha256_of(path: str) -> str | None:
+    """SHA-256 of a regular file's content; None when it cannot be read."""
+    data = content_or_none(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def hmac_of(data: bytes, key: str) -> str:
@@ -34,19 +40,13 @@ def hmac_of(data: bytes, key: str) -> str:
 
 def keyed_digest_of(path: str, key: str) -> str | None:
     """hmac_of a regular file's content; None when it cannot be read."""
-    try:
-        with open(path, "rb") as handle:
-            return hmac_of(handle.read(), key)
-    except OSError:
-        return None
+    data = content_or_none(path)
+    return None if data is None else hmac_of(data, key)
 
 
 def read_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return b""
+    """A file's content; empty when it cannot be read."""
+    return content_or_none(path) or b""
 
 
 def diff_text(data: bytes) -> str | None:
@@ -109,12 +109,12 @@ def path_state(path: str, key: str | None = None) -> dict:
         st = os.lstat(path)
     except OSError:
         return {"type": "absent"}
-    if stat.S_ISLNK(st.st_mode):
+    kind = _kind(st.st_mode)
+    if kind == "link":
         try:
             return {"type": "link", "target": os.readlink(path)}
         except OSError:
             return {"type": "other"}
-    kind = "directory" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
     state = {"type": kind, "mode": "%04o" % stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
              "owner": _user_name(st.st_uid), "group": _group_name(st.st_gid)}
     if kind == "file":
@@ -129,11 +129,16 @@ def path_type(path: str) -> dict:
     """{type: absent|directory|file|link|other} of path, links not followed: nothing else read (no digest of
     a large file)."""
     try:
-        mode = os.lstat(path).st_mode
+        return {"type": _kind(os.lstat(path).st_mode)}
     except OSError:
         return {"type": "absent"}
-    return {"type": "link" if stat.S_ISLNK(mode) else "directory" if stat.S_ISDIR(mode)
-            else "file" if stat.S_ISREG(mode) else "other"}
+
+
+def _kind(mode: int) -> str:
+    """link, directory, file or other, from an lstat mode."""
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "directory" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
 
 
 def tree_state(root: str) -> dict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import os
 
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import content_or_none
+
 # The options of the read (python_env_state's, and git_checkout_state's `env` suboptions).
 ENV_SPEC = {
     "requirements": {"type": "path", "required": True},
@@ -17,14 +19,6 @@ ENV_SPEC = {
     "uv": {"type": "path", "default": ""},
     "venv": {"type": "path", "required": True},
 }
-
-
-def read_bytes(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
 
 
 def uv_version(output: str) -> str:
@@ -36,11 +30,11 @@ def uv_version(output: str) -> str:
 def read_env(module, params: dict) -> dict:
     """requirements_content (base64, as slurp returns it; None when unreadable), stamp, uv_version,
     venv_exists. Fails the module when the requirements cannot be read and params say they are required."""
-    requirements = read_bytes(params["requirements"])
+    requirements = content_or_none(params["requirements"])
     if requirements is None and params["requirements_required"]:
         module.fail_json(msg=f"Could not read {params['requirements']}: the checkout has no requirements file "
                              "(is cosyvoice_version a commit of FunAudioLLM/CosyVoice?).")
-    stamp = read_bytes(params["stamp"])
+    stamp = content_or_none(params["stamp"])
     version = ""
     if params["uv"] and os.access(params["uv"], os.X_OK):
         rc, out, _ = module.run_command([params["uv"], "--version"])
