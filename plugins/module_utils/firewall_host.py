@@ -19,6 +19,7 @@ from ansible_collections.cosyvoice.deploy.plugins.module_utils import firewall_u
 from ansible_collections.cosyvoice.deploy.plugins.module_utils import netshape
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_nft import NftRuleset
 from ansible_collections.cosyvoice.deploy.plugins.module_utils.firewall_status import Probes, host_status
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.packages import bad_names, missing_packages
 
 C_LOCALE = {"LC_ALL": "C", "LANG": "C"}
 UFW_RULE_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
@@ -252,3 +253,49 @@ def read_state(host, ports, admin_ports):
     facts.update(managers=managers, sources=sources)
     return facts, probes, connection
 
+
+# --------------------------------------------------------------------------
+# os_firewall_facts' answer (module host_read runs it beside other reads)
+# --------------------------------------------------------------------------
+OS_FIREWALL_FACTS_SPEC = {
+    "ports": netshape.PORTS_SPEC,
+    "ssh_ports": SSH_PORTS_SPEC,
+    "config": {"type": "list", "elements": "str", "choices": ["ufw", "firewalld"], "default": []},
+    "firewalld_zone": {"type": "str", "default": ""},
+    "packages": {"type": "list", "elements": "str", "default": []},
+}
+
+
+def read_firewall(module, params, host_factory=None, where=""):
+    """os_firewall_facts' answer for `params` (validated by OS_FIREWALL_FACTS_SPEC): {ansible_facts: {os_firewall},
+    ssh_connection, config?, packages?}; fails the module on bad input (`where` prefixes the message)."""
+    bad = bad_ports(params["ports"])
+    if bad:
+        module.fail_json(msg=f"{where}ports: {bad} are not port numbers (1-65535).")
+    bad = bad_names(params["packages"])
+    if bad:
+        module.fail_json(msg=f"{where}packages must be plain package names without versions: {bad}")
+    host = (host_factory or Host)(module)
+    facts, probes, connection = read_state(host, params["ports"], params["ssh_ports"])
+    result = {"ansible_facts": {"os_firewall": facts}, "ssh_connection": connection}
+    if params["config"]:
+        result["config"] = read_config(module, host, probes, params, where)
+    if params["packages"]:
+        missing, tool = missing_packages(module, params["packages"])
+        result["packages"] = {"missing": missing, "tool": tool}
+    return result
+
+
+def read_config(module, host, probes, params, where=""):
+    config = {}
+    if "ufw" in params["config"]:
+        config["ufw"] = ufw_config(host, probes)
+    if "firewalld" in params["config"]:
+        config["firewalld"] = firewalld_config(host, params["firewalld_zone"])
+        if config["firewalld"] is None:
+            zone = params["firewalld_zone"] or "the default zone"
+            module.fail_json(
+                msg=f"{where}Could not read the permanent configuration of firewalld zone {zone} "
+                "with firewall-offline-cmd (is firewalld installed?)."
+            )
+    return config
