@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -87,6 +88,30 @@ def recap(output: str) -> dict[str, dict[str, int]]:
         if pairs and all(v.isdigit() for _, v in pairs):
             result[name.strip()] = {k: int(v) for k, v in pairs}
     return result
+
+
+def task_outcomes(output: str) -> dict[str, set[str]]:
+    """{task title: the outcomes printed under it (ok, changed, skipping, included, fatal, ...)} of a
+    playbook's default output; a title seen more than once gathers the outcomes of every run."""
+    outcomes: dict[str, set[str]] = {}
+    title = None
+    for line in output.splitlines():
+        match = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\] \*+", line)
+        if match:
+            title = match.group(1)
+            outcomes.setdefault(title, set())
+            continue
+        found = re.match(r"^(ok|changed|skipping|included|fatal|failed): ", line)
+        if title is not None and found:
+            outcomes[title].add(found.group(1))
+    return outcomes
+
+
+def outcome(output: str, fragment: str) -> set[str]:
+    """The outcomes of the tasks whose title holds `fragment` (at least one must)."""
+    found = [result for title, result in task_outcomes(output).items() if fragment in title]
+    assert found, f"no task titled like {fragment!r} in the output"
+    return set().union(*found)
 
 
 def systemd_exposure(host, unit: str) -> float:  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.lib.browser import load_page  # noqa: E402
 from tests.lib.gradio_api import synthesize, wav_stats  # noqa: E402
-from tests.lib.targets import ansible_playbook, container_ip, figure  # noqa: E402
+from tests.lib.targets import ansible_playbook, container_ip, figure, outcome  # noqa: E402
 
 CERT = "/etc/nginx/ssl/cosyvoice/cosyvoice.crt"
 KEY = "/etc/nginx/ssl/cosyvoice/cosyvoice.key"
@@ -306,6 +306,33 @@ def test_inventory_value_of_a_derived_variable_fails_in_preflight_with_its_name(
 
 
 # --------------------------------------------------------------------------- switching exposure (runs last)
+
+
+def test_the_preflight_reads_the_host_once_for_every_layer_and_a_reboot_makes_each_read_again(host):
+    """site.yml's preflight reads the host once for the cosyvoice, nginx_proxy and os_firewall layers and the
+    PCI scan (module host_read, __site_host_read): on a converged host no layer reads the host again. After the
+    driver layer's reboot (nvidia_driver_rebooted; forced here, there is no GPU) playbooks/nvidia_driver.yml
+    forgets that read and each layer reads the host itself: the same answers, 0 changed either way."""
+    playbook = str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml")
+    own_reads = ("cosyvoice : Read the host before changing anything",
+                 "nginx_proxy : Find the packages that are not installed",
+                 "os_firewall : Detect | Read the state of firewalld")
+    proc = ansible_playbook(playbook, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and recap_changed(out) == 0, out[-4000:]
+    assert outcome(out, "cosyvoice : Read the host - this layer's") == {"ok"}
+    assert outcome(out, "nvidia_driver : Detect | Scan the PCI bus") == {"skipping"}
+    for task in own_reads:
+        assert outcome(out, task) == {"skipping"}, task
+    assert outcome(out, "Forget the preflight's read of the host") == {"skipping"}
+
+    proc = ansible_playbook(playbook, "-e", "nvidia_driver_rebooted=true", timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and recap_changed(out) == 0, out[-4000:]
+    assert outcome(out, "Forget the preflight's read of the host") == {"ok"}
+    assert outcome(out, "cosyvoice : Read the host before changing anything") == {"included"}
+    for task in own_reads[1:]:
+        assert outcome(out, task) == {"ok"}, task
 
 
 def test_switching_away_from_proxy_removes_the_site(host):
