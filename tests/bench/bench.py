@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make bench: how long a re-run of site.yml takes on converged hosts, as ratios measured in one run.
 
-    .venv/bin/python tests/bench/bench.py [--hosts 8] [--connections docker,ssh] [--keep]
+    .venv/bin/python tests/bench/bench.py [--hosts 8] [--connections docker,ssh] [--repeat 3] [--keep]
 
 Creates N systemd target containers (cv-bench-1..N, the molecule platform of
 .config/molecule/config.yml), gives them the test fixtures and sshd, converges
@@ -13,8 +13,11 @@ cv-bench-1, then times on it, over each connection:
     proxy      site.yml no-op in proxy exposure (after one converge into proxy)
 
 and, with --hosts > 1, converges the others and times one no-op site.yml over all of
-them against the same run on one host. Prints a table with the ratios and the 10
-slowest tasks of each run, and writes reports/bench.md and reports/bench.json.
+them against the same run on one host. Each timing is taken --repeat times, the runs
+of each kind interleaved with the others' (a bare play before each no-op), and reported
+as the mean with the spread: a single run on a shared machine moves by a fifth.
+Prints a table with the ratios (of the means) and the 10 slowest tasks of each run,
+and writes reports/bench.md and reports/bench.json.
 Not a CI test: a benchmark (numbers depend on the machine; ratios are what to compare).
 Traffic: the docker bridge (the project's own containers) only.
 """
@@ -29,6 +32,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -165,10 +169,19 @@ def playbook(label: str, inventory: Path, book: str, *args: str, limit: str | No
     return result
 
 
+def merge(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Repeated runs of one kind as one: mean seconds and CPU-s, every sample's seconds, the last run's
+    recap and slowest tasks."""
+    seconds = [r["seconds"] for r in samples]
+    return {**samples[-1], "seconds": round(sum(seconds) / len(seconds), 2), "samples": seconds,
+            "cpu_seconds": round(sum(r["cpu_seconds"] for r in samples) / len(samples), 1)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hosts", type=int, default=8, help="fleet size for the parallel re-run (1: skip it)")
     ap.add_argument("--connections", default="docker,ssh")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each timing (mean and spread reported)")
     ap.add_argument("--keep", action="store_true", help="leave the containers running")
     ns = ap.parse_args()
     connections = [c for c in ns.connections.split(",") if c]
@@ -177,6 +190,8 @@ def main() -> int:
     if not key.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     runs: dict[str, dict[str, Any]] = {}
+    samples: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    repeat = max(ns.repeat, 1)
     started = time.monotonic()
     try:
         log(f"creating {ns.hosts} target(s)")
@@ -187,27 +202,34 @@ def main() -> int:
         one = "cv-bench-1"
         runs["first_converge"] = playbook("first_converge", inv["docker"], "site.yml", limit=one)
         for conn in connections:
-            runs[f"bare_{conn}"] = playbook(f"bare_{conn}", inv[conn], "tests/bench/bare.yml", limit=one)
-            runs[f"noop_direct_{conn}"] = playbook(f"noop_direct_{conn}", inv[conn], "site.yml", limit=one,
-                                                   expect_changed=0)
-            runs[f"check_{conn}"] = playbook(f"check_{conn}", inv[conn], "site.yml", "--check", "--diff",
-                                             limit=one, expect_changed=0)
+            for i in range(1, repeat + 1):
+                samples[f"bare_{conn}"].append(playbook(f"bare_{conn}_{i}", inv[conn], "tests/bench/bare.yml", limit=one))
+                samples[f"noop_direct_{conn}"].append(playbook(f"noop_direct_{conn}_{i}", inv[conn], "site.yml",
+                                                               limit=one, expect_changed=0))
+                samples[f"check_{conn}"].append(playbook(f"check_{conn}_{i}", inv[conn], "site.yml", "--check",
+                                                         "--diff", limit=one, expect_changed=0))
         if ns.hosts > 1:
             runs["fleet_converge"] = playbook("fleet_converge", inv["docker"], "site.yml",
                                               limit=f"gpu_servers:!{one}")
             for conn in connections:
-                runs[f"fleet_one_{conn}"] = playbook(f"fleet_one_{conn}", inv[conn], "site.yml", limit=one,
-                                                     expect_changed=0)
-                runs[f"fleet_all_{conn}"] = playbook(f"fleet_all_{conn}", inv[conn], "site.yml", expect_changed=0)
+                for i in range(1, repeat + 1):
+                    samples[f"fleet_one_{conn}"].append(playbook(f"fleet_one_{conn}_{i}", inv[conn], "site.yml",
+                                                                 limit=one, expect_changed=0))
+                    samples[f"fleet_all_{conn}"].append(playbook(f"fleet_all_{conn}_{i}", inv[conn], "site.yml",
+                                                                 expect_changed=0))
         proxy = ("-e", "cosyvoice_exposure=proxy")
         runs["proxy_converge"] = playbook("proxy_converge", inv["docker"], "site.yml", *proxy, limit=one)
         for conn in connections:
-            runs[f"noop_proxy_{conn}"] = playbook(f"noop_proxy_{conn}", inv[conn], "site.yml", *proxy, limit=one,
-                                                  expect_changed=0)
+            for i in range(1, repeat + 1):
+                samples[f"bare_{conn}"].append(playbook(f"bare_{conn}_p{i}", inv[conn], "tests/bench/bare.yml",
+                                                        limit=one))
+                samples[f"noop_proxy_{conn}"].append(playbook(f"noop_proxy_{conn}_{i}", inv[conn], "site.yml", *proxy,
+                                                              limit=one, expect_changed=0))
+        runs.update({kind: merge(runs_of_kind) for kind, runs_of_kind in samples.items()})
     finally:
         if not ns.keep:
             destroy_targets()
-    report = summarise(runs, connections, ns.hosts, time.monotonic() - started)
+    report = summarise(runs, connections, ns.hosts, time.monotonic() - started, repeat)
     print(report)
     out = PROJECT / "reports"
     out.mkdir(exist_ok=True)
@@ -216,32 +238,40 @@ def main() -> int:
     return 0
 
 
-def summarise(runs: dict[str, dict[str, Any]], connections: list[str], hosts: int, total: float) -> str:
+def spread(run: dict[str, Any]) -> str:
+    low, high = min(run["samples"]), max(run["samples"])
+    return f"{low:.1f}-{high:.1f}" if len(run["samples"]) > 1 else ""
+
+
+def summarise(runs: dict[str, dict[str, Any]], connections: list[str], hosts: int, total: float,
+              repeat: int = 1) -> str:
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True,
                          text=True, check=False).stdout.strip()
     lines = [f"# make bench ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs {cpu}, {platform.platform()}, "
-             f"{total / 60:.0f} min in all)", "",
-             "| run | seconds | ratio | goal | busy CPU-s (machine) |", "|---|---:|---:|---|---:|"]
+             f"{total / 60:.0f} min in all; each timing the mean of {repeat} runs)", "",
+             "| run | seconds (mean) | min-max of the runs | ratio of the means | goal | busy CPU-s (machine, mean) |", "|---|---:|---:|---:|---|---:|"]
     for conn in connections:
         bare = runs[f"bare_{conn}"]["seconds"]
-        lines.append(f"| bare facts + ping ({conn}) | {bare} | 1.0 | | {runs[f'bare_{conn}']['cpu_seconds']} |")
+        lines.append(f"| bare facts + ping ({conn}) | {bare} | {spread(runs[f'bare_{conn}'])} | 1.0 | | "
+                     f"{runs[f'bare_{conn}']['cpu_seconds']} |")
         for key, label in ((f"noop_direct_{conn}", "site.yml no-op, direct"),
                            (f"noop_proxy_{conn}", "site.yml no-op, proxy"),
                            (f"check_{conn}", "site.yml --check --diff")):
             if key in runs:
                 goal = "<= 5x bare" if "no-op" in label else ""
-                lines.append(f"| {label} ({conn}) | {runs[key]['seconds']} | "
+                lines.append(f"| {label} ({conn}) | {runs[key]['seconds']} | {spread(runs[key])} | "
                              f"{runs[key]['seconds'] / bare:.1f}x | {goal} | {runs[key]['cpu_seconds']} |")
         if f"fleet_all_{conn}" in runs:
             one, all_ = runs[f"fleet_one_{conn}"]["seconds"], runs[f"fleet_all_{conn}"]["seconds"]
-            lines.append(f"| site.yml no-op, {hosts} hosts vs 1 ({conn}) | {all_} vs {one} | {all_ / one:.1f}x | "
+            lines.append(f"| site.yml no-op, {hosts} hosts vs 1 ({conn}) | {all_} vs {one} | "
+                         f"{spread(runs[f'fleet_all_{conn}'])} vs {spread(runs[f'fleet_one_{conn}'])} | {all_ / one:.1f}x | "
                          f"<= 2x one host | {runs[f'fleet_all_{conn}']['cpu_seconds']} vs "
                          f"{runs[f'fleet_one_{conn}']['cpu_seconds']} |")
             # What the machine allows: the fleet run's busy CPU time spread over every CPU,
             # against one host's wall time (controller and targets share these CPUs here).
             floor = runs[f"fleet_all_{conn}"]["cpu_seconds"] / (os.cpu_count() or 1)
             lines.append(f"| CPU floor of that run ({conn}): {runs[f'fleet_all_{conn}']['cpu_seconds']} CPU-s "
-                         f"/ {os.cpu_count()} CPUs | {floor:.1f} vs {one} | {floor / one:.1f}x | | |")
+                         f"/ {os.cpu_count()} CPUs | {floor:.1f} vs {one} | | {floor / one:.1f}x | | |")
     fc = runs["first_converge"]
     lines += ["", f"First converge of a fresh host (docker connection): {fc['seconds']} s, "
               f"{fc['task_headers']} task headers.", "", "Slowest tasks:", ""]
