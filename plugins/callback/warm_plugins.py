@@ -22,6 +22,15 @@ description:
   - At the start of the playbook (in the main process) this callback loads those
     plugins once; the workers forked afterwards inherit them (C(sys.modules) and
     the loaders' caches) and only look them up.
+  - Then (1.15.0, option O(freeze)) it takes every object that exists at that point - the
+    parsed playbooks and roles, the loaded plugins - out of the garbage collector's walks
+    (C(gc.collect), then C(gc.freeze)). A worker forked for a task inherits those objects;
+    each collection there walked all of them, and walking writes to them, so the worker copied
+    the memory pages that hold them (copy-on-write) and the controller paid the walks too. A
+    no-op C(site.yml) on a converged host took ~5% less (proxy exposure, docker connection,
+    5 runs each, 9.6 -> 9.2 s); a bare facts + ping play did not change (1.73 s both).
+    Objects made later are collected as usual; a frozen one that becomes cyclic garbage is not
+    freed before the run ends (a one-off run's parse, not a growing amount).
   - Nothing about results or output changes; a plugin that fails to load here is
     skipped quietly and loaded (and reported) by the task that uses it, as before.
   - Enable it in C(ansible.cfg) with C(callbacks_enabled = cosyvoice.deploy.warm_plugins).
@@ -38,8 +47,21 @@ options:
         key: collections
     env:
       - name: COSYVOICE_WARM_PLUGINS_COLLECTIONS
+  freeze:
+    description:
+      - After loading, move the controller's objects out of the garbage collector's walks
+        (C(gc.freeze)), so that the forked workers do not walk and copy them.
+    type: bool
+    default: true
+    version_added: "1.15.0"
+    ini:
+      - section: callback_warm_plugins
+        key: freeze
+    env:
+      - name: COSYVOICE_WARM_PLUGINS_FREEZE
 """
 
+import gc
 import importlib
 import pkgutil
 
@@ -111,3 +133,7 @@ class CallbackModule(CallbackBase):
         self._warmed = True
         count = warm(list(self.get_option("collections") or []))
         display.vvv(f"warm_plugins: {count} plugin files loaded before the workers fork")
+        if self.get_option("freeze"):
+            gc.collect()
+            gc.freeze()
+            display.vvv(f"warm_plugins: {gc.get_freeze_count()} objects frozen before the workers fork")

@@ -76,6 +76,17 @@ def test_plugins_are_loaded_before_the_workers_and_results_do_not_change(tmp_pat
     assert _messages(warm.stdout) == _messages(cold.stdout) == ["listening=1", "upper=X"]
 
 
+def test_the_controllers_objects_are_frozen_before_the_workers_fork_unless_turned_off(tmp_path):
+    warm = _run(tmp_path, "cosyvoice.deploy.warm_plugins")
+    frozen = re.search(r"warm_plugins: (\d+) objects frozen before the workers fork", warm.stdout)
+    assert warm.returncode == 0 and frozen, warm.stdout
+    assert int(frozen.group(1)) > 10000  # the parsed play, Ansible and the loaded plugins
+    off = _run(tmp_path, "cosyvoice.deploy.warm_plugins", COSYVOICE_WARM_PLUGINS_FREEZE="false")
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert "plugin files loaded" in off.stdout and "objects frozen" not in off.stdout
+    assert _messages(warm.stdout) == _messages(off.stdout) == ["listening=1", "upper=X"]
+
+
 def test_an_unknown_collection_is_skipped_quietly(tmp_path):
     result = _run(tmp_path, "cosyvoice.deploy.warm_plugins", COSYVOICE_WARM_PLUGINS_COLLECTIONS="no.such,cosyvoice.deploy")
     assert result.returncode == 0, result.stdout + result.stderr
