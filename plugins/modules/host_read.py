@@ -71,7 +71,7 @@ os_firewall:
   returned: when O(os_firewall) is given
   type: dict
 pci:
-  description: The PCI scan's text; its last line names the source (C(# pci-scan lspci) or C(# pci-scan sysfs)).
+  description: "The PCI scan's text; its last line names the source: C(# pci-scan: lspci) or C(# pci-scan: sysfs)."
   returned: when O(pci) is true
   type: str
 """
