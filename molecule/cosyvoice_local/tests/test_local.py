@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.lib.targets import ansible_playbook, container_ip, recap, tcp_open  # noqa: E402
+from tests.lib.targets import ansible_playbook, container_ip, outcome, recap, tcp_open  # noqa: E402
 
 PORT = 7870
 
@@ -121,3 +121,17 @@ def test_the_layer_alone_reads_the_host_itself(host):
     assert counts["changed"] == 0 and counts["failed"] == 1
     assert host.check_output("systemctl show -p ActiveEnterTimestamp cosyvoice") == before
     assert _healthy(host)
+
+
+def test_the_proxy_layer_alone_looks_for_a_site_itself(host):
+    """playbooks/proxy.yml without site.yml's preflight, on a host whose exposure has no proxy: the
+    nginx_proxy role prepares and takes its own read (disable.yml: with the site off, only whether the
+    site file is there), finds no site and changes nothing."""
+    proc = ansible_playbook("playbooks/proxy.yml", "-e", "@molecule/shared/fixture-vars.yml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert outcome(out, "nginx_proxy : Look for the deployed site") == {"ok"}
+    assert outcome(out, "nginx_proxy : Remove the site") == {"skipping"}
+    assert next(iter(recap(proc.stdout).values()))["changed"] == 0
+    assert not host.file("/etc/nginx/sites-available/cosyvoice.conf").exists
+
