@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.cosyvoice.deploy.plugins.module_utils.file_state import content_or_none
+
 SYSFS_PCI = "/sys/bus/pci/devices"
 
 
 def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
+    """A sysfs attribute's text (e.g. '0x10de'); None when it cannot be read."""
+    data = content_or_none(path)
+    return None if data is None else data.decode("ascii", "replace").strip()
 
 
 def sysfs_lines(root: str = SYSFS_PCI) -> list[str]:

@@ -51,7 +51,7 @@ EXAMPLES = r"""
         names: [nginx]
         services: [nginx.service]
     os_firewall:
-      ports: [443]
+      ports: [{port: 443, proto: tcp}]
       config: [ufw]
     pci: true
   register: __site_host_read
