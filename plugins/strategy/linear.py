@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: cosyvoice-deploy maintainers
 # Apache License 2.0
-"""Strategy plugin: Ansible's linear strategy, with false conditions decided in the controller."""
+"""Strategy plugin: Ansible's linear strategy, without a forked worker where the controller does all the work."""
 
 from __future__ import annotations
 
@@ -9,25 +9,36 @@ DOCUMENTATION = r"""
 name: linear
 author: cosyvoice-deploy maintainers
 version_added: "1.16.0"
-short_description: The linear strategy; a task whose C(when) is false is skipped without forking a worker
+short_description: The linear strategy, without a forked worker where the controller does all the work
 description:
-  - Ansible's C(ansible.builtin.linear) strategy, unchanged but for one step. Ansible forks a
-    worker process for every task on every host, even for a task whose C(when) is false: the
-    worker works out the connection settings, evaluates the condition and sends back a
-    I(skipped) result. On a converged host most of this project's skipped tasks are repairs
-    that the first read found unneeded; each cost a fork (~0.02 s of controller time, per host).
-  - This strategy evaluates the condition in the controller first, with the same variables
-    the worker would have (the task's variables plus the connection's, as the worker adds
-    them), and when it is false it sends the same I(skipped) result through the same queue
-    (registered variable, callbacks, C(no_log) as the worker would): no worker is forked.
-  - Everything else goes to a worker as before - a true or failing condition (the worker
-    evaluates it again and reports it as it always did), and every task with a loop (its
-    condition is per item), C(delegate_to), C(async) or a C(timeout).
+  - Ansible's C(ansible.builtin.linear) strategy (tasks in lockstep over the hosts), unchanged
+    but for where some tasks run. Ansible forks a worker process for every task on every
+    host, even when the worker only finds the task's C(when) false, or runs an action that
+    never touches the host (C(set_fact), C(assert)). Each fork costs the controller ~0.02 s
+    per task and host; on a converged host most of this project's tasks are such.
+  - A task whose C(when) is false is skipped in the controller's process. The condition is
+    evaluated with the variables the worker would have (the task's, plus the connection
+    variables the worker adds), and the same I(skipped) result (registered variable,
+    callbacks, C(no_log)) goes through the same result queue. A condition that is true or
+    fails to evaluate goes to a worker, which evaluates it again and reports as always (so a
+    condition with a side effect, such as a C(pipe) lookup, runs twice for a task that runs).
+  - The actions C(set_fact), C(assert), C(fail), C(debug), C(validate_argument_spec),
+    C(include_vars), C(include_tasks) and C(include_role) of C(ansible.builtin) run in the
+    controller's process, through Ansible's own task executor, on a copy of the task (as a
+    worker would - the copy gets the final field values, not the task other hosts share).
+  - Every task with a loop (its condition is per item), C(delegate_to), C(async), a
+    C(timeout), C(until)/C(retries) or C(run_once) goes to a worker, whatever its action.
+  - Results, output, registered variables, facts, handlers, failures and rescues are those
+    of C(ansible.builtin.linear) (tests/unit/test_strategy_linear.py compares them). One
+    visible difference, for callbacks that look at the strategy's name - C(ansible.posix.json)
+    lists each task once per host, as under the C(free) strategy.
   - Set it with C(strategy = cosyvoice.deploy.linear) in C(ansible.cfg) (this project does),
-    C(ANSIBLE_STRATEGY) or a play's C(strategy:). Plays that name another strategy keep it.
+    C(ANSIBLE_STRATEGY) or a play's C(strategy:); C(ANSIBLE_STRATEGY=linear) switches back.
 notes:
-  - Relies on ansible-core's internal task-result classes (2.19 and later); with an
-    ansible-core whose internals differ it forks a worker for every task, as C(linear) does.
+  - ansible-core prints a deprecation warning for every strategy outside C(ansible.builtin) -
+    it does not promise to keep third-party strategies working. This one relies on
+    ansible-core's internal task classes (2.19 and later; tested with the 2.21 that
+    C(requirements.txt) pins); without them it forks a worker for every task, as C(linear).
 """
 
 from ansible.executor.task_executor import TaskExecutor
@@ -73,7 +84,7 @@ class StrategyModule(LinearStrategyModule):
     def _queue_task(self, host, task, task_vars, play_context):
         if TaskContext is None or forked_always(task):
             super()._queue_task(host, task, task_vars, play_context)
-        elif task.resolved_action in IN_CONTROLLER:
+        elif (task._resolved_action or task.action) in IN_CONTROLLER:  # as written when not resolved yet
             self._run_here(host, task, task_vars, play_context)
         elif not task.when or not self._skipped_here(host, task, task_vars, play_context):
             super()._queue_task(host, task, task_vars, play_context)
@@ -90,9 +101,9 @@ class StrategyModule(LinearStrategyModule):
 
     def _run_here(self, host, task, task_vars, play_context) -> None:
         """Run the task as WorkerProcess does, in this process, on a copy of the task."""
-        self._queued(host, task, task_vars, play_context)
         mine = task.copy(exclude_tasks=True)  # the executor finalises the task's fields
         mine.squash()
+        self._queued(host, task, task_vars, play_context)
         with TaskContext.create(task=mine, task_vars=task_vars, host_name=host.name):
             executor = TaskExecutor(host, play_context, self._loader, plugin_loader.get_plugin_loader_namespace(),
                                     self._final_q, self._variable_manager)

@@ -49,3 +49,25 @@ def test_module_docs_parse_and_describe_in_text(path: Path) -> None:
     for name in ("DOCUMENTATION", "RETURN"):
         for where, text in _descriptions(parsed[name], name):
             assert isinstance(text, str), f"{path.name} {where}: {text!r} is not text (a ': ' in a description?)"
+
+
+# The other plugins with their own DOCUMENTATION (filters are documented in their files' docstrings).
+PLUGINS = sorted(
+    p for kind in ("callback", "strategy", "lookup", "action")
+    for p in (Path(__file__).resolve().parents[2] / "plugins" / kind).glob("*.py")
+    if "DOCUMENTATION" in p.read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize("path", PLUGINS, ids=[f"{p.parent.name}/{p.stem}" for p in PLUGINS])
+def test_plugin_docs_parse_and_describe_in_text(path: Path) -> None:
+    doc = yaml.safe_load(_doc_strings(path)["DOCUMENTATION"])
+    assert doc["name"] == path.stem
+    for where, text in _descriptions(doc, "DOCUMENTATION"):
+        assert isinstance(text, str), f"{path.name} {where}: {text!r} is not text (a ': ' in a description?)"
+    for where, text in _descriptions(doc.get("notes", []), "notes") + [("notes", n) for n in doc.get("notes", [])]:
+        assert isinstance(text, str), f"{path.name} {where}: {text!r} is not text"
+
+
+def test_the_strategy_and_callback_are_documented() -> None:
+    assert {f"{p.parent.name}/{p.stem}" for p in PLUGINS} >= {"strategy/linear", "callback/warm_plugins"}

@@ -100,8 +100,10 @@ PLAY = """\
     - name: A skipped include
       ansible.builtin.include_tasks: missing.yml
       when: false
-    - name: An include that runs
-      ansible.builtin.include_tasks: included.yml
+    - name: An include that runs (its file name templated by the process that runs it)
+      ansible.builtin.include_tasks: >-
+        {{ 'included.yml' if lookup('ansible.builtin.pipe', 'echo $PPID >> ' ~ playbook_dir ~ '/include-' ~ inventory_hostname)
+           is string else 'missing.yml' }}
     - name: A role with an argument spec
       ansible.builtin.include_role:
         name: specced
@@ -186,6 +188,7 @@ def _run(tmp: Path, strategy: str) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads(proc.stdout.replace(str(tmp), "RUN"))  # results name the files they read
     out["cond_pids"] = {h: (tmp / f"cond-{h}").read_text().split() for h in ("alpha", "beta")}
+    out["include_pids"] = {h: (tmp / f"include-{h}").read_text().split() for h in ("alpha", "beta")}
     return out
 
 
@@ -255,3 +258,7 @@ def test_controller_only_actions_and_false_conditions_need_no_worker(runs: dict[
     # there once per host, and no worker evaluated it again.
     assert len(pids(ours)) == 4 and len(set(pids(ours))) == 1
     assert ours["cond_pids"] == {"alpha": pids(ours)[:1], "beta": pids(ours)[:1]}
+    # An include: Ansible's linear templates its file name in a worker, this strategy in the
+    # controller.
+    assert {p for lines in ours["include_pids"].values() for p in lines} == set(pids(ours))
+    assert {p for lines in linear["include_pids"].values() for p in lines} - set(pids(linear))
