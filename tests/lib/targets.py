@@ -14,11 +14,33 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-def project_callbacks() -> str:
-    """callbacks_enabled of the project's ansible.cfg (molecule runs with its own ansible.cfg)."""
+def project_setting(key: str) -> str:
+    """A [defaults] setting of the project's ansible.cfg (molecule runs with its own ansible.cfg)."""
     cfg = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
     cfg.read(PROJECT / "ansible.cfg", encoding="utf-8")
-    return cfg["defaults"]["callbacks_enabled"]
+    return cfg["defaults"][key]
+
+
+def project_callbacks() -> str:
+    """callbacks_enabled of the project's ansible.cfg."""
+    return project_setting("callbacks_enabled")
+
+
+def isolated_ansible_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """An environment for ansible-playbook in `tmp` that ignores the caller's ANSIBLE_* and
+    MOLECULE_* settings and the project's ansible.cfg (an empty one), but resolves this collection."""
+    (tmp / "none.cfg").write_text("[defaults]\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
+    env.update(
+        ANSIBLE_CONFIG=str(tmp / "none.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(PROJECT / "collections"),
+        ANSIBLE_LOCAL_TEMP=str(tmp / "local"),
+        ANSIBLE_HOME=str(tmp / "home"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        **extra,
+    )
+    return env
 
 
 def container_ip(host) -> str:  # type: ignore[no-untyped-def]

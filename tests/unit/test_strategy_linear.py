@@ -9,13 +9,14 @@ tasks this strategy keeps in the controller must really run there (no worker for
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.lib.targets import isolated_ansible_env, project_setting
 
 _ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK_BIN = Path(sys.executable).with_name("ansible-playbook")
@@ -168,15 +169,8 @@ def _run(tmp: Path, strategy: str) -> dict[str, Any]:
     for sub, text in (("tasks/main.yml", ROLE_TASKS), ("meta/argument_specs.yml", ROLE_SPECS)):
         (tmp / "roles/specced" / sub).parent.mkdir(parents=True, exist_ok=True)
         (tmp / "roles/specced" / sub).write_text(text, encoding="utf-8")
-    (tmp / "none.cfg").write_text("[defaults]\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
-    env.update(
-        ANSIBLE_CONFIG=str(tmp / "none.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(_ROOT / "collections"),
-        ANSIBLE_LOCAL_TEMP=str(tmp / "local"),
-        ANSIBLE_HOME=str(tmp / "home"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+    env = isolated_ansible_env(
+        tmp,
         ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
         ANSIBLE_STRATEGY=strategy,
         ANSIBLE_DEPRECATION_WARNINGS="false",
@@ -262,3 +256,12 @@ def test_controller_only_actions_and_false_conditions_need_no_worker(runs: dict[
     # controller.
     assert {p for lines in ours["include_pids"].values() for p in lines} == set(pids(ours))
     assert {p for lines in linear["include_pids"].values() for p in lines} - set(pids(linear))
+
+
+def test_molecule_and_ansible_cfg_name_the_same_strategy() -> None:
+    """molecule writes its own ansible.cfg; .config/molecule/config.yml sets the strategy
+    through the environment and must not drift from the project's ansible.cfg."""
+    import yaml
+
+    config = yaml.safe_load((_ROOT / ".config" / "molecule" / "config.yml").read_text(encoding="utf-8"))
+    assert config["provisioner"]["env"]["ANSIBLE_STRATEGY"] == project_setting("strategy") == "cosyvoice.deploy.linear"

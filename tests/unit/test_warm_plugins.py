@@ -6,11 +6,12 @@ controller's main process, with Ansible's collection loader installed.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.lib.targets import isolated_ansible_env, project_callbacks
 
 _ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK_BIN = Path(sys.executable).with_name("ansible-playbook")
@@ -38,17 +39,7 @@ PLAY = """---
 
 def _run(tmp: Path, callbacks: str, **extra: str) -> subprocess.CompletedProcess[str]:
     (tmp / "play.yml").write_text(PLAY, encoding="utf-8")
-    (tmp / "none.cfg").write_text("[defaults]\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
-    env.update(
-        ANSIBLE_CONFIG=str(tmp / "none.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(_ROOT / "collections"),
-        ANSIBLE_LOCAL_TEMP=str(tmp / "local"),
-        ANSIBLE_HOME=str(tmp / "home"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        **extra,
-    )
+    env = isolated_ansible_env(tmp, **extra)
     if callbacks:
         env["ANSIBLE_CALLBACKS_ENABLED"] = callbacks
     return subprocess.run(
@@ -98,9 +89,6 @@ def test_molecule_runs_with_the_callbacks_of_ansible_cfg():
     """molecule writes its own ansible.cfg: .config/molecule/config.yml names the same callbacks
     (warm_plugins, profile_tasks) through the environment, and must not drift from ansible.cfg."""
     import yaml
-
-    sys.path.insert(0, str(_ROOT))
-    from tests.lib.targets import project_callbacks
 
     config = yaml.safe_load((_ROOT / ".config" / "molecule" / "config.yml").read_text(encoding="utf-8"))
     molecule = config["provisioner"]["env"]["ANSIBLE_CALLBACKS_ENABLED"]
