@@ -25,7 +25,15 @@ description:
   - The actions C(set_fact), C(assert), C(fail), C(debug), C(validate_argument_spec),
     C(include_vars), C(include_tasks) and C(include_role) of C(ansible.builtin) run in the
     controller's process, through Ansible's own task executor, on a copy of the task (as a
-    worker would - the copy gets the final field values, not the task other hosts share).
+    worker would - the copy gets the final field values, not the task other hosts share),
+    when the play's batch has one or two hosts or the controller one or two usable CPUs.
+    Otherwise they go to workers as with C(linear) - a fleet on a controller with CPUs to
+    spare, where workers spread that work over the CPUs and the main process (which prepares
+    every task for every host, one at a time) stays free. The rule comes from costs measured
+    on a 2-CPU machine (main process ~21 ms per action run there, ~9 ms per forked worker);
+    it is not measured on a larger controller. The environment variable
+    E(COSYVOICE_STRATEGY_ACTIONS) sets it - V(auto) (the rule), V(controller) or V(worker);
+    another value fails the run.
   - Every task with a loop (its condition is per item), C(delegate_to), C(async), a
     C(timeout), C(until)/C(retries) or C(run_once) goes to a worker, whatever its action.
   - Results, output, registered variables, facts, handlers, failures and rescues are those
@@ -41,6 +49,9 @@ notes:
     C(requirements.txt) pins); without them it forks a worker for every task, as C(linear).
 """
 
+import os
+
+from ansible.errors import AnsibleError
 from ansible.executor.task_executor import TaskExecutor
 from ansible.plugins import loader as plugin_loader
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule
@@ -63,6 +74,29 @@ IN_CONTROLLER = frozenset(
 )
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (a container's or cgroup's share, where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def actions_here(hosts: int, cpus: int, setting: str = "auto") -> bool:
+    """Whether controller-only actions run in the controller's process for a batch of `hosts`.
+
+    Measured here (py-spy, 8-host no-op): an action run in the main process costs it ~21 ms,
+    a forked worker ~9 ms (the rest of the work then runs in the worker, on another CPU).
+    With one or two hosts the worker's work is waited for anyway, and with one or two CPUs
+    there is no idle CPU for workers: the main process is cheaper. With more hosts and
+    CPUs, workers spread the work over the CPUs and keep the main process - which prepares
+    every task for every host, one at a time - free. `setting`: auto | controller | worker.
+    """
+    if setting in ("controller", "worker"):
+        return setting == "controller"
+    return hosts <= 2 or cpus <= 2
+
+
 def forked_always(task) -> bool:
     """Tasks that go to a worker whatever their action and condition: a loop (the condition
     is per item), another host (delegate_to), async, a timeout, retries, run_once."""
@@ -81,10 +115,18 @@ def forked_always(task) -> bool:
 class StrategyModule(LinearStrategyModule):
     """linear; false conditions and controller-only actions handled without a worker."""
 
+    def __init__(self, tqm):
+        super().__init__(tqm)
+        self._actions_setting = os.environ.get("COSYVOICE_STRATEGY_ACTIONS", "auto")
+        if self._actions_setting not in ("auto", "controller", "worker"):
+            raise AnsibleError(f"COSYVOICE_STRATEGY_ACTIONS={self._actions_setting!r}: use auto, controller or worker")
+        self._cpus = usable_cpus()
+
     def _queue_task(self, host, task, task_vars, play_context):
         if TaskContext is None or forked_always(task):
             super()._queue_task(host, task, task_vars, play_context)
-        elif (task._resolved_action or task.action) in IN_CONTROLLER:  # as written when not resolved yet
+        elif ((task._resolved_action or task.action) in IN_CONTROLLER  # as written when not resolved yet
+              and actions_here(len(self._hosts_cache), self._cpus, self._actions_setting)):
             self._run_here(host, task, task_vars, play_context)
         elif not task.when or not self._skipped_here(host, task, task_vars, play_context):
             super()._queue_task(host, task, task_vars, play_context)

@@ -160,7 +160,7 @@ PLAY = """\
 """
 
 
-def _run(tmp: Path, strategy: str) -> dict[str, Any]:
+def _run(tmp: Path, strategy: str, **extra: str) -> dict[str, Any]:
     tmp.mkdir()
     (tmp / "inventory").write_text(INVENTORY, encoding="utf-8")
     (tmp / "play.yml").write_text(PLAY, encoding="utf-8")
@@ -174,6 +174,7 @@ def _run(tmp: Path, strategy: str) -> dict[str, Any]:
         ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
         ANSIBLE_STRATEGY=strategy,
         ANSIBLE_DEPRECATION_WARNINGS="false",
+        **extra,
     )
     proc = subprocess.run(
         [str(PLAYBOOK_BIN), "-i", "inventory", "play.yml"],
@@ -213,12 +214,16 @@ def _scrub(value: Any) -> Any:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     base = tmp_path_factory.mktemp("strategy")
-    return {name: _run(base / name, name) for name in ("linear", "cosyvoice.deploy.linear")}
+    runs = {name: _run(base / name, name) for name in ("linear", "cosyvoice.deploy.linear")}
+    # The actions in workers, as for a fleet on a controller with CPUs to spare.
+    runs["workers"] = _run(base / "workers", "cosyvoice.deploy.linear", COSYVOICE_STRATEGY_ACTIONS="worker")
+    return runs
 
 
 def test_every_result_is_the_one_ansibles_linear_strategy_gives(runs: dict[str, dict[str, Any]]) -> None:
     ours, theirs = runs["cosyvoice.deploy.linear"], runs["linear"]
-    assert _by_host(ours) == _by_host(theirs)
+    assert _by_host(ours) == _by_host(theirs) == _by_host(runs["workers"])
+    assert ours["stats"] == runs["workers"]["stats"]
     assert len(_by_host(ours)["beta"]) > 20
     assert ours["stats"] == theirs["stats"]
     # The cases the playbook is there for really happened.
@@ -252,6 +257,12 @@ def test_controller_only_actions_and_false_conditions_need_no_worker(runs: dict[
     # there once per host, and no worker evaluated it again.
     assert len(pids(ours)) == 4 and len(set(pids(ours))) == 1
     assert ours["cond_pids"] == {"alpha": pids(ours)[:1], "beta": pids(ours)[:1]}
+    # With the actions left to workers (a fleet with CPUs to spare), each runs in its own
+    # worker again; a false condition is still decided in the controller.
+    workers = runs["workers"]
+    assert len(set(pids(workers))) == 4
+    assert {p for lines in workers["cond_pids"].values() for p in lines} - set(pids(workers))
+    assert all(len(lines) == 1 for lines in workers["cond_pids"].values())
     # An include: Ansible's linear templates its file name in a worker, this strategy in the
     # controller.
     assert {p for lines in ours["include_pids"].values() for p in lines} == set(pids(ours))
@@ -265,3 +276,39 @@ def test_molecule_and_ansible_cfg_name_the_same_strategy() -> None:
 
     config = yaml.safe_load((_ROOT / ".config" / "molecule" / "config.yml").read_text(encoding="utf-8"))
     assert config["provisioner"]["env"]["ANSIBLE_STRATEGY"] == project_setting("strategy") == "cosyvoice.deploy.linear"
+
+
+def _strategy_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cv_strategy_linear", _ROOT / "plugins" / "strategy" / "linear.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("hosts", "cpus", "setting", "here"),
+    [
+        (1, 16, "auto", True),    # one host: its worker would be waited for anyway
+        (2, 16, "auto", True),
+        (3, 16, "auto", False),   # a fleet with CPUs to spare: workers spread the work
+        (50, 16, "auto", False),
+        (8, 2, "auto", True),     # no idle CPU for workers (this CI machine: measured faster)
+        (8, 1, "auto", True),
+        (50, 16, "controller", True),
+        (1, 1, "worker", False),
+    ],
+)
+def test_where_controller_only_actions_run(hosts: int, cpus: int, setting: str, here: bool) -> None:
+    assert _strategy_module().actions_here(hosts, cpus, setting) is here
+
+
+def test_a_wrong_actions_setting_fails_the_run_with_the_values_it_takes(tmp_path: Path) -> None:
+    env = isolated_ansible_env(tmp_path, ANSIBLE_STRATEGY="cosyvoice.deploy.linear",
+                               COSYVOICE_STRATEGY_ACTIONS="sometimes", ANSIBLE_DEPRECATION_WARNINGS="false")
+    (tmp_path / "play.yml").write_text("- hosts: localhost\n  gather_facts: false\n  tasks: []\n", encoding="utf-8")
+    proc = subprocess.run([str(PLAYBOOK_BIN), "-i", "localhost,", "play.yml"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120, check=False)
+    assert proc.returncode != 0
+    assert "COSYVOICE_STRATEGY_ACTIONS='sometimes': use auto, controller or worker" in proc.stdout + proc.stderr
