@@ -312,3 +312,22 @@ def test_a_wrong_actions_setting_fails_the_run_with_the_values_it_takes(tmp_path
                           env=env, cwd=tmp_path, timeout=120, check=False)
     assert proc.returncode != 0
     assert "COSYVOICE_STRATEGY_ACTIONS='sometimes': use auto, controller or worker" in proc.stdout + proc.stderr
+
+
+def test_without_ansible_cores_internal_task_classes_every_task_goes_to_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another ansible-core whose internals differ: the import fails and the strategy is linear."""
+    monkeypatch.setitem(sys.modules, "ansible._internal._task", None)  # import -> ImportError
+    module = _strategy_module()
+    assert module.TaskContext is None
+    queued = []
+    monkeypatch.setattr(module.LinearStrategyModule, "_queue_task", lambda self, *args: queued.append(args))
+    strategy = module.StrategyModule.__new__(module.StrategyModule)
+
+    class FalseSetFact:  # would be skipped, or run in the controller, with the internals present
+        when = ["false"]
+        loop_with = loop = delegate_to = async_val = timeout = until = retries = run_once = None
+        _resolved_action = action = "ansible.builtin.set_fact"
+
+    task = FalseSetFact()
+    strategy._queue_task("host", task, {}, "play_context")
+    assert queued == [("host", task, {}, "play_context")]
