@@ -106,7 +106,7 @@ def forked_always(task) -> bool:
         or bool(task.delegate_to)
         or bool(task.async_val)
         or bool(task.timeout)
-        or task.until is not None and bool(task.until)
+        or bool(task.until)
         or task.retries is not None
         or bool(task.run_once)
     )

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.lib.targets import isolated_ansible_env, project_setting
+from tests.lib.targets import PROJECT, isolated_ansible_env, project_setting
 
-_ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK_BIN = Path(sys.executable).with_name("ansible-playbook")
 
 # Two hosts that differ in one variable, so that a condition is false on one only.
@@ -274,14 +273,14 @@ def test_molecule_and_ansible_cfg_name_the_same_strategy() -> None:
     through the environment and must not drift from the project's ansible.cfg."""
     import yaml
 
-    config = yaml.safe_load((_ROOT / ".config" / "molecule" / "config.yml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((PROJECT / ".config" / "molecule" / "config.yml").read_text(encoding="utf-8"))
     assert config["provisioner"]["env"]["ANSIBLE_STRATEGY"] == project_setting("strategy") == "cosyvoice.deploy.linear"
 
 
 def _strategy_module() -> Any:
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("cv_strategy_linear", _ROOT / "plugins" / "strategy" / "linear.py")
+    spec = importlib.util.spec_from_file_location("cv_strategy_linear", PROJECT / "plugins" / "strategy" / "linear.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
